@@ -1,0 +1,1 @@
+"""Attribution methods: gradient family (being written)."""

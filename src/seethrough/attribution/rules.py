@@ -1,0 +1,1 @@
+"""Attribution methods: rules family (being written)."""

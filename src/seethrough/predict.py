@@ -1,0 +1,43 @@
+"""Top-k predictions, the first question anyone asks of a classifier."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from .hooks import hooks
+from .inputs import check_finite
+
+
+@dataclass(frozen=True)
+class Prediction:
+    index: int
+    label: str
+    probability: float
+
+
+def predict(model: nn.Module, x: torch.Tensor, k: int = 5, labels: Sequence[str] | None = None) -> list[list[Prediction]]:
+    """The ``k`` most probable classes of each sample (softmax over the model's logits).
+
+    >>> import seethrough as see
+    >>> model, prep = see.zoo.load("efficientnet-lite0")
+    >>> see.predict(model, prep(see.zoo.image("coffee")), k=1)[0][0].label
+    'espresso'
+    """
+    check_finite(x)
+    if k < 1:
+        raise ValueError(f"k must be at least 1, got {k}")
+    with torch.no_grad(), hooks(model):
+        out = model(x)
+    if out.dim() != 2:
+        raise ValueError(f"predict needs a classifier output (N, classes), got {tuple(out.shape)}")
+    probs = out.float().softmax(dim=1)
+    k = min(k, probs.shape[1])
+    top = probs.topk(k, dim=1)
+    names = list(labels) if labels is not None else [str(i) for i in range(probs.shape[1])]
+    return [
+        [Prediction(int(i), names[int(i)] if int(i) < len(names) else str(int(i)), float(p)) for p, i in zip(ps, idx)]
+        for ps, idx in zip(top.values, top.indices)
+    ]

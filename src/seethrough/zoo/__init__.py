@@ -1,0 +1,144 @@
+"""Bundled models, photos, labels and preprocessing; everything works offline.
+
+>>> import seethrough as see
+>>> model, prep = see.zoo.load("efficientnet-lite0")
+>>> x = prep(see.zoo.image("chelsea"))
+>>> see.zoo.labels("efficientnet-lite0")[model(x).argmax().item()]
+'Egyptian cat'
+"""
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+from typing import Callable
+
+from torch import nn
+
+from .images import image, images, read_image
+from .normalize import IMAGENET_MEAN, IMAGENET_STD, Normalize, with_normalization
+from .preprocess import Preprocess, points, to_image
+
+__all__ = [
+    "load", "models", "labels", "image", "images", "read_image", "digits", "toy_2d",
+    "to_image", "with_normalization", "Normalize", "Preprocess", "IMAGENET_MEAN", "IMAGENET_STD",
+]
+
+
+@dataclass(frozen=True)
+class _Entry:
+    build: Callable[[], nn.Module]
+    preprocess: Callable
+    labels: Callable[[], list[str]]
+    description: str
+
+
+def _efficientnet() -> nn.Module:
+    from .efficientnet import efficientnet_lite0
+
+    return efficientnet_lite0(pretrained=True)
+
+
+def _lenet() -> nn.Module:
+    from .digits import lenet_digits
+
+    return lenet_digits()
+
+
+def _mlp() -> nn.Module:
+    from .toy2d import mlp_2d, train_mlp_2d
+
+    return train_mlp_2d(mlp_2d(seed=0)).eval()
+
+
+@lru_cache(maxsize=1)
+def _imagenet_labels() -> tuple[str, ...]:
+    text = resources.files("seethrough.zoo").joinpath("data/imagenet_classes.txt").read_text(encoding="utf-8")
+    return tuple(line for line in text.splitlines() if line)
+
+
+_ZOO: dict[str, _Entry] = {
+    "efficientnet-lite0": _Entry(
+        _efficientnet,
+        Preprocess(resize=256, crop=224, min_side=32),
+        lambda: list(_imagenet_labels()),
+        "EfficientNet-Lite0, ImageNet weights (1000 classes), input 3×224×224",
+    ),
+    "lenet-digits": _Entry(
+        _lenet,
+        Preprocess(resize=32, crop=32, grayscale=True, center_crop=False, min_side=8, invert_light_background=True),
+        lambda: [str(i) for i in range(10)],
+        "LeNet-style CNN trained on scikit-learn's digits (10 classes), input 1×32×32",
+    ),
+    "mlp-2d": _Entry(
+        _mlp,
+        points,
+        lambda: ["class 0", "class 1"],
+        "Linear(2, 20) → ReLU → Linear(20, 2) trained on the 2-D toy spirals",
+    ),
+}
+
+
+def models() -> dict[str, str]:
+    """Zoo model names with a one-line description.
+
+    >>> sorted(models())
+    ['efficientnet-lite0', 'lenet-digits', 'mlp-2d']
+    """
+    return {k: v.description for k, v in _ZOO.items()}
+
+
+def _entry(name: str) -> _Entry:
+    if name not in _ZOO:
+        close = difflib.get_close_matches(str(name), list(_ZOO), n=3, cutoff=0.4)
+        raise ValueError(
+            f"unknown zoo model {name!r}; available: {', '.join(_ZOO)}" + (f" (did you mean {close[0]!r}?)" if close else "")
+        )
+    return _ZOO[name]
+
+
+def load(name: str) -> tuple[nn.Module, Callable]:
+    """Load a bundled model in eval mode, with its preprocessing callable.
+
+    >>> model, prep = load("lenet-digits")
+    >>> prep(image("coffee")).shape
+    torch.Size([1, 1, 32, 32])
+    """
+    entry = _entry(name)
+    model = entry.build()
+    model.eval()
+    return model, entry.preprocess
+
+
+def preprocess(name: str) -> Callable:
+    """The preprocessing callable of a zoo model, without loading the weights."""
+    return _entry(name).preprocess
+
+
+def labels(name: str) -> list[str]:
+    """Class names of a zoo model (ImageNet's 1000 for efficientnet-lite0).
+
+    >>> labels("efficientnet-lite0")[285]
+    'Egyptian cat'
+    """
+    return _entry(name).labels()
+
+
+def digits(split: str = "train"):
+    """scikit-learn's digits at 32×32: ``(images (N, 1, 32, 32) in [0, 1], labels int64)``.
+
+    >>> x, y = digits("test")
+    >>> x.shape[1:], y.dtype
+    (torch.Size([1, 32, 32]), torch.int64)
+    """
+    from .digits import digits as _digits
+
+    return _digits(split)
+
+
+def toy_2d(n: int = 400, seed: int = 0, noise: float = 0.1):
+    """The seeded 2-D two-class toy data of the hyperplane demo: ``(X (n, 2), y (n,))``."""
+    from .toy2d import toy_2d as _toy
+
+    return _toy(n=n, seed=seed, noise=noise)
