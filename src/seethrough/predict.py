@@ -23,7 +23,7 @@ def predict(model: nn.Module, x: torch.Tensor, k: int = 5, labels: Sequence[str]
 
     >>> import seethrough as see
     >>> model, prep = see.zoo.load("efficientnet-lite0")
-    >>> see.predict(model, prep(see.zoo.image("coffee")), k=1)[0][0].label
+    >>> see.predict(model, prep(see.zoo.image("coffee")), k=1, labels=see.zoo.labels("efficientnet-lite0"))[0][0].label
     'espresso'
     """
     check_finite(x)

@@ -41,7 +41,7 @@ def _efficientnet() -> nn.Module:
 
 
 def _lenet() -> nn.Module:
-    from .digits import lenet_digits
+    from .lenet import lenet_digits
 
     return lenet_digits()
 
@@ -132,7 +132,7 @@ def digits(split: str = "train"):
     >>> x.shape[1:], y.dtype
     (torch.Size([1, 32, 32]), torch.int64)
     """
-    from .digits import digits as _digits
+    from .lenet import digits as _digits
 
     return _digits(split)
 

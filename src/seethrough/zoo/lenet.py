@@ -13,7 +13,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -24,7 +24,7 @@ SPLITS = ("train", "test", "all")
 # Bump the version whenever the data pipeline or architecture changes in a way the
 # training config below does not capture, so stale cache files are never reused.
 _CACHE_VERSION = "v1"
-_TRAIN_CONFIG = {
+_TRAIN_CONFIG: dict[str, Any] = {
     "epochs": 12,
     "seed": 0,
     "max_lr": 3e-3,

@@ -1,0 +1,126 @@
+"""Write the registered sections to ``index.html`` + ``img/``: one page, no network at view time."""
+from __future__ import annotations
+
+import difflib
+import html
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from PIL import Image
+
+from .registry import SECTIONS, Block, Context, Figure, Table, Text
+
+_CSS = """
+body{font-family:system-ui,sans-serif;margin:0;display:flex;color:#222}
+nav{position:sticky;top:0;height:100vh;overflow:auto;min-width:13em;background:#f4f4f4;padding:1em;box-sizing:border-box}
+nav a{display:block;color:#225;text-decoration:none;margin:.3em 0}
+main{padding:1em 2em;max-width:75em}
+figure{margin:1.5em 0}figure img{max-width:100%;border:1px solid #ddd}
+figcaption{font-size:.92em;margin-top:.3em}.prov{font-family:monospace;font-size:.8em;color:#666}
+table{border-collapse:collapse;margin:.5em 0;font-size:.9em}td,th{border:1px solid #ccc;padding:.2em .6em;text-align:left}
+.failed{border:2px solid #c33;background:#fee;padding:.8em;white-space:pre-wrap;font-family:monospace;font-size:.85em}
+"""
+
+
+@dataclass
+class ReportResult:
+    path: Path
+    seconds: dict[str, float] = field(default_factory=dict)
+    failures: dict[str, str] = field(default_factory=dict)
+
+
+def _choose(keys: Sequence[str] | None) -> list[str]:
+    ordered = sorted(SECTIONS, key=lambda k: (SECTIONS[k].order, k))
+    if not keys:
+        return ordered
+    unknown = [k for k in keys if k not in SECTIONS]
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], ordered, n=3)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise ValueError(f"unknown report section {unknown[0]!r}{hint} (sections: {', '.join(ordered)})")
+    return [k for k in ordered if k in keys]
+
+
+def _save_image(image: Any, path: Path) -> Path:
+    if isinstance(image, list):  # frames of an animation
+        path = path.with_suffix(".gif")
+        image[0].save(path, save_all=True, append_images=image[1:], duration=600, loop=0)
+        return path
+    if isinstance(image, Image.Image):
+        image.convert("RGB").save(path, optimize=True)
+        return path
+    if hasattr(image, "savefig"):  # a matplotlib figure
+        import matplotlib.pyplot as plt
+
+        image.savefig(path, dpi=80, bbox_inches="tight")
+        plt.close(image)
+        return path
+    raise TypeError(f"a report figure needs a PIL image, frames or a matplotlib figure, got {type(image).__name__}")
+
+
+def _provenance(prov: dict[str, Any]) -> str:
+    return " · ".join(f"{k}={v}" for k, v in prov.items())
+
+
+def _block_html(block: Block, key: str, n: int, img_dir: Path) -> str:
+    e = html.escape
+    if isinstance(block, Text):
+        return "".join(f"<p>{e(p.strip())}</p>" for p in block.text.split("\n\n") if p.strip())
+    if isinstance(block, Figure):
+        path = _save_image(block.image, img_dir / f"{key}-{n}.png")
+        return (f"<figure><h3>{e(block.title)}</h3><img src='img/{path.name}' alt='{e(block.title)}'>"
+                f"<figcaption>{e(block.caption)}<div class='prov'>{e(_provenance(block.provenance))}</div>"
+                "</figcaption></figure>")
+    if isinstance(block, Table):
+        head = "".join(f"<th>{e(str(c))}</th>" for c in block.columns)
+        body = "".join("<tr>" + "".join(f"<td>{e(str(v))}</td>" for v in row) + "</tr>" for row in block.rows)
+        prov = f"<div class='prov'>{e(_provenance(block.provenance))}</div>" if block.provenance else ""
+        return (f"<h3>{e(block.title)}</h3><table><tr>{head}</tr>{body}</table>"
+                f"<p class='caption'>{e(block.caption)}</p>{prov}")
+    raise TypeError(f"unknown report block {type(block).__name__}")
+
+
+def write_report(out: str | Path = "report", sections: Sequence[str] | None = None, *, quick: bool = False,
+                 seed: int = 0, progress: bool = False) -> ReportResult:
+    """Build the chosen sections (all by default) into ``out/index.html``; a failing section becomes an error box.
+
+    >>> import tempfile, seethrough as see
+    >>> res = see.report.write_report(tempfile.mkdtemp(), sections=["model-card"], quick=True)
+    >>> res.path.name, res.failures
+    ('index.html', {})
+    """
+    keys = _choose(sections)
+    out = Path(out)
+    img_dir = out / "img"
+    img_dir.mkdir(parents=True, exist_ok=True)
+    ctx = Context(quick=quick, seed=seed, progress=progress)
+    result = ReportResult(out / "index.html")
+    parts, nav = [], []
+    for key in ctx.bar(keys, "report sections"):
+        sec = SECTIONS[key]
+        if progress:
+            from tqdm.auto import tqdm
+
+            tqdm.write(f"section {key} …")
+        start = time.perf_counter()
+        try:
+            blocks = sec.build(ctx)
+            body = "".join(_block_html(b, key, n, img_dir) for n, b in enumerate(blocks))
+        except Exception as err:  # a broken section must not take the report down with it
+            result.failures[key] = f"{type(err).__name__}: {err}"
+            body = (f"<div class='failed'>This section failed: {html.escape(result.failures[key])}\n\n"
+                    f"{html.escape(traceback.format_exc(limit=6))}</div>")
+        result.seconds[key] = time.perf_counter() - start
+        nav.append(f"<a href='#{key}'>{html.escape(sec.title)}</a>")
+        parts.append(f"<section id='{key}'><h2>{html.escape(sec.title)}</h2>{body}"
+                     f"<p class='prov'>section built in {result.seconds[key]:.1f} s</p></section>")
+    mode = "quick" if quick else "full"
+    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>seethrough report</title><style>{_CSS}</style>"
+            f"</head><body><nav><b>seethrough</b>{''.join(nav)}</nav><main><h1>seethrough report</h1>"
+            f"<p class='prov'>{mode} run · seed={seed} · {time.strftime('%Y-%m-%d %H:%M')}</p>{''.join(parts)}"
+            "</main></body></html>")
+    result.path.write_text(page, encoding="utf-8")
+    return result
