@@ -23,10 +23,16 @@ _CHOSEN: dict[Hashable, int] = {}
 _PROBE_SIZES = (1, 4, 8, 16, 32, 64, 128, 256)
 
 
-def default_memory_budget() -> int:
-    """A quarter of the memory available now (bytes), at most 4 GiB on a CPU."""
-    if torch.cuda.is_available() and torch.cuda.current_device() is not None:
-        free, _ = torch.cuda.mem_get_info()
+def default_memory_budget(device: torch.device | str | None = None) -> int:
+    """Half the free GPU memory on a CUDA device; on a CPU a quarter of the memory
+    available now, at most 4 GiB (bytes).
+
+    >>> default_memory_budget("cpu") > 0
+    True
+    """
+    dev = torch.device(device) if device is not None else None
+    if (dev is None and torch.cuda.is_available()) or (dev is not None and dev.type == "cuda"):
+        free, _ = torch.cuda.mem_get_info(dev)
         return int(free * 0.5)
     avail = None
     try:
@@ -55,6 +61,10 @@ def _cat(parts: list[Any]) -> Any:
 
 
 def check_batch_size(batch_size: int | str) -> None:
+    """Raise a ``ValueError`` unless ``batch_size`` is a positive int or ``"auto"``.
+
+    >>> check_batch_size("auto"); check_batch_size(8)
+    """
     if batch_size == "auto":
         return
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
@@ -72,6 +82,7 @@ def run_batched(
     progress: bool = True,
     desc: str = "",
     on_batch: Callable[[int, int, Any], None] | None = None,
+    device: torch.device | str | None = None,
 ) -> Any:
     """Evaluate ``fn(start, stop)`` over ``range(n)`` in batches; concatenate the results.
 
@@ -79,8 +90,9 @@ def run_batched(
     made lazily and memory stays bounded. It returns a tensor (or tuple of tensors) with
     one row per item. With ``on_batch(start, stop, out)`` results are streamed instead of
     concatenated (dataset scans) and ``None`` is returned. ``item_bytes`` is the memory one
-    item needs; with ``memory_budget`` (default: :func:`default_memory_budget`) it caps the
-    batch. The progress bar appears only for runs over two seconds on a terminal.
+    item needs; with ``memory_budget`` (default: :func:`default_memory_budget` of ``device``)
+    it caps the batch. An explicit ``batch_size`` wins over the probing (still halved on
+    out-of-memory). The progress bar appears only for runs over two seconds on a terminal.
 
     >>> out = run_batched(lambda a, b: torch.arange(a, b) ** 2, 10, batch_size=3, progress=False)
     >>> out.tolist()
@@ -89,7 +101,9 @@ def run_batched(
     check_batch_size(batch_size)
     if n < 1:
         raise ValueError(f"nothing to evaluate: {n} items")
-    budget = default_memory_budget() if memory_budget is None else memory_budget
+    if memory_budget is not None and (isinstance(memory_budget, bool) or not isinstance(memory_budget, int) or memory_budget < 1):
+        raise ValueError(f"memory_budget must be a positive number of bytes, got {memory_budget!r}")
+    budget = default_memory_budget(device) if memory_budget is None else memory_budget
     cap = n
     if item_bytes:
         cap = budget // max(item_bytes, 1)
@@ -122,10 +136,16 @@ def run_batched(
             except (RuntimeError, torch.OutOfMemoryError) as e:
                 if not _is_oom(e) or stop - start == 1:
                     raise
+                if torch.cuda.is_available():
+                    torch.cuda.empty_cache()
                 half = max(1, (stop - start) // 2)
                 probing = [s for s in probing if s <= half]
-                size = half if size is None or size > half else size
                 cap = half
+                timings = {s: t for s, t in timings.items() if s <= half}
+                if size is None or size > half:
+                    size = min(timings, key=timings.get) if timings and not probing else half
+                if key is not None:
+                    _CHOSEN[key] = size
                 continue
             if on_batch is not None:
                 on_batch(start, stop, out)

@@ -1,1 +1,225 @@
-"""Attribution methods: rules family (being written)."""
+"""Backward rules through activation units: deconvnet, guided back-propagation, DeepLIFT.
+
+A rule is a plain function ``rule(module, x, y, grad_y) -> grad_x`` handed to
+:func:`seethrough.hooks.hooks`; the attribution is then an ordinary ``torch.autograd.grad``.
+With ``s`` the unit's input and ``g`` the gradient arriving from above, the course's three
+quantities are
+
+* back-propagation: ``f'(s)·g`` (for a ReLU ``1{s>0}·g``; ReLU6 also cuts at ``s ≥ 6``),
+* deconvnet: ``1{g>0}·g`` (the forward mask is ignored),
+* guided back-propagation: ``f'(s)·1{g>0}·g``.
+
+``f'`` is the unit's own local derivative, so ReLU6's upper cut and LeakyReLU's slope are kept.
+A unit written as a functional call (``torch.relu(x)`` inside ``forward``) has no module to
+intercept: those calls are counted during the forward and reported in a warning.
+"""
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import torch
+from torch import nn
+from torch.overrides import TorchFunctionMode
+
+from ..hooks import hooks
+from ..targets import target_indices, target_scores
+from .common import make_baseline, reject_unknown
+from .registry import register
+
+__all__ = ["ACTIVATIONS", "deconvnet_rule", "guided_rule", "deeplift_rules", "deconvnet", "guided_backprop", "deeplift",
+           "local_vjp"]
+
+# Element-wise units the rules apply to (a module instance may be called any number of times).
+ACTIVATIONS: tuple[type[nn.Module], ...] = (
+    nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.RReLU, nn.ELU, nn.CELU, nn.SELU, nn.GELU, nn.SiLU,
+    nn.Hardtanh, nn.Hardswish, nn.Mish, nn.Softplus,
+)
+
+_FUNCTIONAL_UNITS = {
+    torch.relu, torch.relu_, torch.Tensor.relu, torch.Tensor.relu_, nn.functional.relu, nn.functional.relu_,
+    nn.functional.relu6, nn.functional.leaky_relu, nn.functional.leaky_relu_, nn.functional.elu, nn.functional.gelu,
+    nn.functional.silu, nn.functional.hardtanh, nn.functional.hardswish, nn.functional.mish, nn.functional.softplus,
+    nn.functional.selu, nn.functional.celu, nn.functional.prelu,
+}
+
+
+def local_vjp(module: nn.Module, x: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """``v`` pulled back through ``module`` at ``x`` (``f'(x)·v`` for an element-wise unit).
+
+    Calls ``module.forward`` directly, so no hook fires and an inplace unit works on a copy;
+    the ReLU family uses its closed-form derivative (no extra autograd pass).
+    """
+    kind = type(module)
+    if kind is nn.ReLU:
+        return v * (x > 0)
+    if kind in (nn.ReLU6, nn.Hardtanh):
+        return v * ((x > module.min_val) & (x < module.max_val))
+    if kind is nn.LeakyReLU:
+        return torch.where(x > 0, v, v * module.negative_slope)
+    with torch.enable_grad():
+        xx = x.detach().requires_grad_(True)
+        y = module.forward(xx.clone())
+        (g,) = torch.autograd.grad(y, xx, v)
+    return g
+
+
+def deconvnet_rule(module: nn.Module, x: torch.Tensor, y: torch.Tensor, grad_y: torch.Tensor) -> torch.Tensor:
+    """Deconvnet: ``1{g>0}·g``, whatever the unit's input was."""
+    return grad_y.clamp_min(0)
+
+
+def guided_rule(module: nn.Module, x: torch.Tensor, y: torch.Tensor, grad_y: torch.Tensor) -> torch.Tensor:
+    """Guided back-propagation: ``f'(s)·1{g>0}·g``."""
+    return local_vjp(module, x, grad_y.clamp_min(0))
+
+
+class _CountUnits(TorchFunctionMode):
+    """Counts activation calls in a forward; module calls are told apart afterwards."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if func in _FUNCTIONAL_UNITS:
+            self.count += 1
+        return func(*args, **(kwargs or {}))
+
+
+def _counting(rule):
+    calls = [0]
+
+    def counted(module, x, y, grad_y):
+        calls[0] += 1
+        return rule(module, x, y, grad_y)
+
+    return counted, calls
+
+
+def _warn_functional(method: str, seen: int, intercepted: int) -> None:
+    if seen > intercepted:
+        warnings.warn(
+            f"{method}: {seen - intercepted} activation call(s) in the forward are functional (torch.relu, F.relu, …), "
+            "not modules, so their backward could not be changed and they pass the plain gradient; "
+            "write them as nn.ReLU() modules for a faithful result",
+            RuntimeWarning, stacklevel=3,
+        )
+
+
+def _rule_gradient(method: str, model: nn.Module, x: torch.Tensor, target: Any, rule) -> torch.Tensor:
+    counted, calls = _counting(rule)
+    with hooks(model, rules={ACTIVATIONS: counted}):
+        counter = _CountUnits()
+        with torch.enable_grad():
+            xg = x.detach().requires_grad_(True)
+            # Module calls are counted too: each fires the rule once in the backward, so the
+            # difference is what the forward did functionally. (The backward runs outside the
+            # counter: rules call the unit's forward again.)
+            with counter:
+                out = model(xg)
+            (g,) = torch.autograd.grad(target_scores(out, target).sum(), xg, allow_unused=True)
+    _warn_functional(method, counter.count, calls[0])
+    return torch.zeros_like(x) if g is None else g
+
+
+@register("deconvnet", family="rule", paper="Zeiler & Fergus, 2014")
+def deconvnet(model: nn.Module, x: torch.Tensor, target: Any = None) -> torch.Tensor:
+    """The input "gradient" with every activation's backward replaced by ``1{g>0}·g``.
+
+    >>> net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(2, 2, bias=False), torch.nn.ReLU(),
+    ...                           torch.nn.Linear(2, 1, bias=False))
+    >>> with torch.no_grad():
+    ...     _ = net[1].weight.copy_(torch.eye(2)); _ = net[3].weight.copy_(torch.tensor([[1.0, -1.0]]))
+    >>> deconvnet(net, torch.tensor([[[[-1.0, 2.0]]]]), 0).flatten().tolist()  # the mask 1{s>0} is ignored
+    [1.0, 0.0]
+    """
+    return _rule_gradient("deconvnet", model, x, target, deconvnet_rule)
+
+
+@register("guided-backprop", family="rule", paper="Springenberg et al., 2015")
+def guided_backprop(model: nn.Module, x: torch.Tensor, target: Any = None) -> torch.Tensor:
+    """The input "gradient" with every activation's backward replaced by ``f'(s)·1{g>0}·g``.
+
+    >>> net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(2, 2, bias=False), torch.nn.ReLU(),
+    ...                           torch.nn.Linear(2, 1, bias=False))
+    >>> with torch.no_grad():
+    ...     _ = net[1].weight.copy_(torch.eye(2)); _ = net[3].weight.copy_(torch.tensor([[1.0, -1.0]]))
+    >>> guided_backprop(net, torch.tensor([[[[-1.0, 2.0]]]]), 0).flatten().tolist()
+    [0.0, 0.0]
+    """
+    return _rule_gradient("guided-backprop", model, x, target, guided_rule)
+
+
+# ------------------------------------------------------------------------------------ DeepLIFT
+# The batch holds [inputs; references] so every rule sees both halves of its input and output.
+_POOLS = (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d)
+
+
+def _rescale_rule(eps: float):
+    def rule(module, x, y, grad_y):
+        (s, s0), (o, o0), (g, _) = x.chunk(2), y.chunk(2), grad_y.chunk(2)
+        ds = s - s0
+        m = torch.where(ds.abs() > eps, (o - o0) / torch.where(ds.abs() > eps, ds, torch.ones_like(ds)),
+                        local_vjp(module, s, torch.ones_like(s)))
+        return torch.cat([m * g, torch.zeros_like(s)])
+
+    return rule
+
+
+def _maxpool_rule(eps: float):
+    """Captum's max-pool rule: ``Δy`` is split between the input's and the reference's winners."""
+
+    def rule(module, x, y, grad_y):
+        (s, s0), (o, o0), (g, _) = x.chunk(2), y.chunk(2), grad_y.chunk(2)
+        top = torch.maximum(o, o0)
+        contrib = local_vjp(module, s, g * (top - o0)) + local_vjp(module, s0, g * (o - top))
+        ds = s - s0
+        plain = local_vjp(module, s, g)
+        m = torch.where(ds.abs() > eps, contrib / torch.where(ds.abs() > eps, ds, torch.ones_like(ds)), plain)
+        return torch.cat([m, torch.zeros_like(m)])
+
+    return rule
+
+
+def deeplift_rules(eps: float = 1e-10) -> dict:
+    """The DeepLIFT rescale rules, for :func:`seethrough.hooks.hooks` on a ``[x; reference]`` batch."""
+    return {ACTIVATIONS: _rescale_rule(eps), _POOLS: _maxpool_rule(eps)}
+
+
+@register("deeplift", family="relevance", paper="Shrikumar, Greenside & Kundaje, 2017")
+def deeplift(model: nn.Module, x: torch.Tensor, target: Any = None, **options: Any) -> torch.Tensor:
+    """DeepLIFT with the rescale rule: contributions that sum to ``f(x) − f(reference)``.
+
+    ``baseline`` (the reference): ``"zeros"``/``"black"`` (default), ``"blur"``, a number or a
+    tensor. Linear layers, BatchNorm in eval mode and residual additions need no rule; every
+    activation module and max-pool gets the rescale rule. Summation-to-delta is exact when all
+    non-linearities are modules (functional ones are reported in a warning).
+
+    >>> net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3), torch.nn.ReLU(), torch.nn.Linear(3, 2))
+    >>> x = torch.rand(2, 1, 2, 2)
+    >>> a = deeplift(net, x, target=1)
+    >>> torch.allclose(a.flatten(1).sum(1), net(x)[:, 1] - net(torch.zeros_like(x))[:, 1], atol=1e-5)
+    True
+    """
+    reject_unknown("deeplift", options, ("baseline", "blur_sigma", "eps"))
+    base = make_baseline(x, options.get("baseline", "zeros"), options.get("blur_sigma"))
+    eps = float(options.get("eps", 1e-10))
+    n = x.shape[0]
+    rules = deeplift_rules(eps)
+    counted = {sel: _counting(r) for sel, r in rules.items()}
+    with hooks(model, rules={sel: c[0] for sel, c in counted.items()}):
+        counter = _CountUnits()
+        with torch.enable_grad():
+            both = torch.cat([x.detach(), base]).requires_grad_(True)
+            with counter:
+                out = model(both)
+            idx = None if callable(target) and not isinstance(target, torch.Tensor) else target_indices(out[:n].detach(), target)
+            score = target_scores(out[:n], target, idx)
+            (g,) = torch.autograd.grad(score.sum(), both, allow_unused=True)
+    g = torch.zeros_like(both) if g is None else g
+    _warn_functional("deeplift", counter.count, counted[ACTIVATIONS][1][0])
+    return (x - base) * g[:n]
+
+
+from . import lrp as _lrp  # noqa: E402,F401  # registers "lrp" (its own module: relevance rules and composites)

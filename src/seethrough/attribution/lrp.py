@@ -1,0 +1,196 @@
+"""Layer-wise relevance propagation as a modified gradient.
+
+What flows backward is a "gradient" ``g``; the relevance of any tensor ``a`` is ``a ⊙ g``. With
+that reading, ops without parameters (ReLU, max/avg pooling, residual additions, flatten, pad)
+conserve relevance with their plain gradient, and only weighted layers (conv, linear,
+un-folded BatchNorm) need a rule: from the output relevance ``R = y ⊙ g_y`` the rule computes
+the input relevance ``R_x`` and returns ``R_x / x``. The attribution is the relevance at the
+input of the first weighted layer (a per-pixel normalisation in front of it keeps each pixel's
+relevance), or ``x ⊙ g`` when that layer sees a reshaped input.
+
+Rules: ``epsilon`` (ε-stabilised z-rule), ``gamma`` (``W + γW⁺``), ``zplus`` (α1β0: positive
+contributions only), ``flat`` and ``wsquare`` (first layer: relevance spread uniformly / by
+``W²`` over the receptive field). A *composite* assigns them per layer.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Mapping
+
+import torch
+from torch import nn
+from torch.nn.utils.stateless import _reparametrize_module
+
+from ..hooks import hooks
+from ..layers import resolve_layer
+from ..targets import target_scores
+from .canonize import fold_batchnorm
+from .common import check_nonneg_float, reject_unknown
+from .registry import register
+
+__all__ = ["lrp", "lrp_relevances", "COMPOSITES", "RULES"]
+
+_WEIGHTED = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
+_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+RULES = ("epsilon", "gamma", "zplus", "flat", "wsquare")
+
+
+def _z(module: nn.Module, x: torch.Tensor, weight: torch.Tensor | None = None, bias: Any = "keep") -> torch.Tensor:
+    """The module's forward with replaced parameters; ``module.forward`` so that no hook fires."""
+    params = {}
+    if weight is not None:
+        params["weight"] = weight
+    if bias != "keep" and getattr(module, "bias", None) is not None:
+        params["bias"] = torch.zeros_like(module.bias) if bias is None else bias
+    with _reparametrize_module(module, params):
+        return module.forward(x)
+
+
+def _vjp(module: nn.Module, x: torch.Tensor, v: torch.Tensor, weight=None, bias: Any = "keep") -> torch.Tensor:
+    with torch.enable_grad():
+        xx = x.detach().requires_grad_(True)
+        (g,) = torch.autograd.grad(_z(module, xx, weight, bias), xx, v)
+    return g
+
+
+def _stab(z: torch.Tensor, eps: float) -> torch.Tensor:
+    return z + eps * torch.where(z >= 0, 1.0, -1.0).to(z.dtype)
+
+
+def _relevance_in(kind: str, module: nn.Module, x: torch.Tensor, y: torch.Tensor, r: torch.Tensor,
+                  epsilon: float, gamma: float) -> torch.Tensor:
+    """The rule proper: input relevance from output relevance ``r``."""
+    w = getattr(module, "weight", None)
+    if kind == "epsilon" or isinstance(module, _NORMS) or w is None:
+        return x * _vjp(module, x, r / _stab(y, epsilon))
+    if kind == "gamma":
+        wg = w + gamma * w.clamp_min(0)
+        b = getattr(module, "bias", None)
+        bg = None if b is None else b + gamma * b.clamp_min(0)
+        z = _z(module, x, wg, bg if b is not None else "keep")
+        return x * _vjp(module, x, r / _stab(z, 1e-9), wg, bg if b is not None else "keep")
+    if kind == "zplus":
+        xp, xn, wp, wn = x.clamp_min(0), x.clamp_max(0), w.clamp_min(0), w.clamp_max(0)
+        z = _z(module, xp, wp, None) + _z(module, xn, wn, None)
+        s = r / (z + 1e-9)
+        return xp * _vjp(module, xp, s, wp, None) + xn * _vjp(module, xn, s, wn, None)
+    if kind == "flat":
+        ones = torch.ones_like(x)
+        wf = torch.ones_like(w)
+        return _vjp(module, ones, r / (_z(module, ones, wf, None) + 1e-12), wf, None)
+    if kind == "wsquare":
+        ones, w2 = torch.ones_like(x), w * w
+        return _vjp(module, ones, r / (_z(module, ones, w2, None) + 1e-12), w2, None)
+    raise ValueError(f"unknown LRP rule {kind!r}; choose from {', '.join(RULES)}")
+
+
+# A composite: (layer name, module, is_first) -> rule name, or None for "no rule" (plain gradient).
+Composite = Callable[[str, nn.Module, bool], str | None]
+
+
+def _composite(dense: str, conv: str, first: str | None) -> Composite:
+    def assign(name: str, module: nn.Module, is_first: bool) -> str | None:
+        if isinstance(module, _NORMS):
+            return "epsilon"
+        if not isinstance(module, _WEIGHTED):
+            return None
+        if is_first and first:
+            return first
+        return dense if isinstance(module, nn.Linear) else conv
+
+    return assign
+
+
+COMPOSITES: dict[str, Composite] = {
+    "epsilon-plus-flat": _composite("epsilon", "zplus", "flat"),  # the default: Kohlbrenner et al., 2020
+    "epsilon-gamma-flat": _composite("epsilon", "gamma", "flat"),
+    "epsilon-plus": _composite("epsilon", "zplus", None),
+    "epsilon": _composite("epsilon", "epsilon", None),
+}
+
+
+def _assignment(model: nn.Module, composite: str | Composite, overrides: Mapping | None) -> dict[nn.Module, tuple[str, str]]:
+    if isinstance(composite, str):
+        if composite not in COMPOSITES:
+            raise ValueError(f"composite must be one of {', '.join(map(repr, COMPOSITES))} or a callable, got {composite!r}")
+        composite = COMPOSITES[composite]
+    elif not callable(composite):
+        raise TypeError(f"composite must be a name or a callable (name, module, is_first) -> rule, got {type(composite).__name__}")
+    named = [(n, m) for n, m in model.named_modules() if n]
+    first = next((m for _, m in named if isinstance(m, _WEIGHTED)), None)
+    table: dict[nn.Module, tuple[str, str]] = {}
+    for name, module in named:
+        kind = composite(name, module, module is first)
+        if kind is not None:
+            table[module] = (name, kind)
+    for key, kind in (overrides or {}).items():
+        if kind not in RULES and kind is not None:
+            raise ValueError(f"rules[{key!r}] must be one of {', '.join(RULES)} (or None for the plain gradient), got {kind!r}")
+        if isinstance(key, type):
+            hits = [(n, m) for n, m in named if isinstance(m, key)]
+            if not hits:
+                raise ValueError(f"rules: the model has no {key.__name__} layer")
+        else:
+            hits = [(key, resolve_layer(model, key))]
+        for n, m in hits:
+            if kind is None:
+                table.pop(m, None)
+            else:
+                table[m] = (n, kind)
+    return table
+
+
+def lrp_relevances(model: nn.Module, x: torch.Tensor, target: Any = None, *, composite: str | Composite = "epsilon-plus-flat",
+                   rules: Mapping | None = None, epsilon: float = 1e-6, gamma: float = 0.25,
+                   canonize: bool = True) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """LRP attribution plus, per rule layer, the summed input relevance ``(N,)`` (for conservation checks).
+
+    Returns ``(attribution, {layer name: relevance sum per sample})``; the layers are listed from
+    the output down, the last one is the first layer.
+
+    >>> net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3, bias=False), torch.nn.ReLU(),
+    ...                           torch.nn.Linear(3, 2, bias=False))
+    >>> x = torch.rand(1, 1, 2, 2)
+    >>> a, sums = lrp_relevances(net, x, target=0, composite="epsilon", epsilon=1e-9)
+    >>> list(sums), torch.allclose(sums["1"], net(x)[:, 0], rtol=1e-4)
+    (['3', '1'], True)
+    """
+    check_nonneg_float("epsilon", epsilon)
+    check_nonneg_float("gamma", gamma)
+    work = fold_batchnorm(model, x.detach()) if canonize else model
+    table = _assignment(work, composite, rules)
+    sums: dict[str, torch.Tensor] = {}
+    inputs: list[torch.Tensor] = []
+
+    def rule(module, xin, y, grad_y):
+        name, kind = table[module]
+        r_x = _relevance_in(kind, module, xin.detach(), y.detach(), y.detach() * grad_y, epsilon, gamma)
+        sums[name] = r_x.flatten(1).sum(1)
+        inputs.append(r_x)
+        safe = torch.where(xin != 0, xin, torch.ones_like(xin))
+        return torch.where(xin != 0, r_x / safe, torch.zeros_like(r_x))
+
+    with hooks(work, rules={(lambda n, m: m in table): rule}), torch.enable_grad():
+        xg = x.detach().requires_grad_(True)
+        out = work(xg)
+        (g,) = torch.autograd.grad(target_scores(out, target).sum(), xg, allow_unused=True)
+    g = torch.zeros_like(x) if g is None else g
+    attribution = inputs[-1] if inputs and inputs[-1].shape == x.shape else x * g
+    return attribution.detach(), sums
+
+
+@register("lrp", family="relevance", paper="Bach et al., 2015; Montavon et al., 2019")
+def lrp(model: nn.Module, x: torch.Tensor, target: Any = None, **options: Any) -> torch.Tensor:
+    """Layer-wise relevance propagation; options ``composite`` (default ``"epsilon-plus-flat"``:
+    ε for linear layers, z⁺ for convolutions, flat for the first layer), ``rules`` (overrides
+    ``{layer name or module type: rule name or None}``), ``epsilon``, ``gamma``, ``canonize``
+    (fold BatchNorm on a copy, default True).
+
+    >>> net = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3, bias=False), torch.nn.ReLU(), torch.nn.Flatten(),
+    ...                           torch.nn.Linear(8, 2, bias=False))
+    >>> x = torch.rand(1, 1, 4, 4)
+    >>> r = lrp(net, x, target=1, composite="epsilon-plus")
+    >>> bool(net(x)[0, 1] <= 0) or torch.allclose(r.sum(), net(x)[0, 1], rtol=1e-3)
+    True
+    """
+    reject_unknown("lrp", options, ("composite", "rules", "epsilon", "gamma", "canonize"))
+    return lrp_relevances(model, x, target, **options)[0]

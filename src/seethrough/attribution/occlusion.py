@@ -1,0 +1,105 @@
+"""Occlusion (Zeiler & Fergus, 2014): slide a patch over the image and watch the score drop."""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from .masking import clean_forward, masked_scores, resolve_baseline
+from .registry import register
+
+
+def _pair(value: Any, name: str) -> tuple[int, int]:
+    vals = (value, value) if not isinstance(value, (tuple, list)) else tuple(value)
+    if len(vals) != 2 or any(isinstance(v, bool) or not isinstance(v, int) for v in vals):
+        raise ValueError(f"{name} must be an int or a pair of ints (height, width), got {value!r}")
+    if min(vals) < 1:
+        raise ValueError(f"{name} must be ≥ 1 pixel, got {value!r}")
+    return vals  # type: ignore[return-value]
+
+
+def window_positions(size: int, window: int, stride: int) -> list[int]:
+    """Top (or left) corners of the windows along one axis; the last window touches the edge
+    so that every pixel is covered.
+
+    >>> window_positions(10, 4, 3)
+    [0, 3, 6]
+    >>> window_positions(10, 4, 4)
+    [0, 4, 6]
+    """
+    pos = list(range(0, size - window + 1, stride))
+    if pos[-1] != size - window:
+        pos.append(size - window)
+    return pos
+
+
+def occlusion_windows(shape: tuple[int, int], window: Any = None, stride: Any = None) -> tuple[tuple[int, int], list[tuple[int, int]]]:
+    """The window size and the (top, left) corner of every window for an image of ``shape``.
+
+    Defaults: a window of a seventh of the shorter side, stride half the window.
+
+    >>> occlusion_windows((224, 224))[0], len(occlusion_windows((224, 224))[1])
+    ((32, 32), 169)
+    """
+    h, w = shape
+    if window is None:
+        window = max(1, round(min(h, w) / 7))
+    wh, ww = _pair(window, "window")
+    if wh > h or ww > w:
+        raise ValueError(f"window {wh}×{ww} is larger than the image ({h}×{w}); choose window ≤ {min(h, w)}")
+    if stride is None:
+        stride = (max(1, wh // 2), max(1, ww // 2))
+    sh, sw = _pair(stride, "stride")
+    rows, cols = window_positions(h, wh, sh), window_positions(w, ww, sw)
+    return (wh, ww), [(r, c) for r in rows for c in cols]
+
+
+@register("occlusion", family="perturbation", paper="Zeiler & Fergus, 2014", region=True)
+def occlusion(
+    model: nn.Module,
+    x: torch.Tensor,
+    target: Any = None,
+    *,
+    window: Any = None,
+    stride: Any = None,
+    baseline: Any = 0.0,
+    batch_size: int | str = "auto",
+    memory_budget: int | None = None,
+    progress: bool = True,
+) -> torch.Tensor:
+    """Drop of the target score when a ``window`` patch is replaced by ``baseline``, averaged
+    over the windows covering each pixel: ``(N, 1, H, W)``, positive where hiding hurts.
+
+    ``window``/``stride`` are ints or (height, width) pairs (default: a seventh of the shorter
+    side, stride half the window); the last row and column of windows touch the image edge.
+    ``baseline``: a number, ``"mean"``, ``"blur"`` (sigma half the window) or a tensor.
+
+    >>> import seethrough as see
+    >>> x, y = see.zoo.digits("test")
+    >>> model, _ = see.zoo.load("lenet-digits")
+    >>> see.attribute(model, x[:2], "occlusion", target=y[:2], window=8, stride=4).shape
+    torch.Size([2, 1, 32, 32])
+    """
+    (wh, ww), corners = occlusion_windows(tuple(x.shape[2:]), window, stride)
+    base = resolve_baseline(x, baseline, blur_sigma=min(wh, ww) / 2)
+    h, w = x.shape[2:]
+    top = torch.tensor([r for r, _ in corners])
+    left = torch.tensor([c for _, c in corners])
+    rows, cols = torch.arange(h), torch.arange(w)
+
+    def masks(img: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+        in_rows = (rows >= top[k, None]) & (rows < top[k, None] + wh)
+        in_cols = (cols >= left[k, None]) & (cols < left[k, None] + ww)
+        return (~(in_rows[:, :, None] & in_cols[:, None, :])).unsqueeze(1)
+
+    indices, clean = clean_forward(model, x, target)
+    scores = masked_scores(model, x, target, indices, len(corners), masks, base, batch_size=batch_size,
+                           memory_budget=memory_budget, progress=progress, desc="occlusion")
+    drops = clean[:, None] - torch.stack(scores)  # (N, windows)
+    total = torch.zeros(x.shape[0], h, w, device=x.device, dtype=x.dtype)
+    count = torch.zeros(h, w, device=x.device, dtype=x.dtype)
+    for p, (r, c) in enumerate(corners):  # cheap slicing, not model calls
+        total[:, r:r + wh, c:c + ww] += drops[:, p, None, None]
+        count[r:r + wh, c:c + ww] += 1
+    return (total / count).unsqueeze(1)

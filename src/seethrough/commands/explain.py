@@ -1,0 +1,66 @@
+"""``seethrough explain``: attribution maps for one image, one PNG per method plus a panel."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from seethrough.cli import ArchOpt, ModelOpt, UnsafeOpt, app, friendly, load
+
+
+def parse_methods(spec: str) -> list[str]:
+    """``"a,b"`` → ``["a", "b"]``; ``"all"`` → every registered method; unknown names are an error.
+
+    >>> parse_methods("gradcam, saliency")
+    ['gradcam', 'saliency']
+    """
+    from ..attribution import METHODS
+
+    if spec.strip() == "all":
+        return list(METHODS)
+    names = [m.strip() for m in spec.split(",") if m.strip()]
+    if not names:
+        raise ValueError("--method needs at least one method name, or 'all'")
+    unknown = [m for m in names if m not in METHODS]
+    if unknown:
+        raise ValueError(f"--method: unknown method(s) {', '.join(unknown)}; available: {', '.join(METHODS)}, or 'all'")
+    return names
+
+
+@app.command()
+@friendly
+def explain(
+    image: Path = typer.Argument(..., help="an image file (any PIL-readable format)"),
+    method: str = typer.Option("gradcam,guided-backprop,integrated-gradients", "--method",
+                               help="comma-separated attribution methods, or 'all' for the whole registry"),
+    target: Optional[int] = typer.Option(None, "--target", "-t", help="class to explain (default: the predicted class)"),
+    layer: Optional[str] = typer.Option(None, "--layer", help="layer for the CAM methods (default: the last conv block)"),
+    out: Path = typer.Option(Path("explain"), "--out", "-o", help="output folder: METHOD.png per method and panel.png"),
+    model: str = ModelOpt,
+    arch: Optional[str] = ArchOpt,
+    unsafe_pickle: bool = UnsafeOpt,
+):
+    """Explain the model's decision on IMAGE with one or more attribution methods."""
+    import torch
+
+    from ..attribution import METHODS, attribute
+    from ..hooks import hooks
+    from ..render import overlay, panel
+
+    names = parse_methods(method)
+    loaded = load(model, arch, unsafe_pickle)
+    x = loaded.preprocess(image)
+    if target is None:  # the predicted class, fixed once so every method explains the same decision
+        with hooks(loaded.model), torch.no_grad():
+            target = int(loaded.model(x).argmax(1)[0])
+    out.mkdir(parents=True, exist_ok=True)
+    maps = {}
+    for name in names:
+        options = {"layer": layer} if layer is not None and METHODS[name].family == "cam" else {}
+        maps[name] = attribute(loaded.model, x, name, target=target, **options)
+        overlay(x, maps[name]).save(out / f"{name}.png")
+        typer.echo(f"{name}: {out / (name + '.png')}")
+    label = loaded.labels[target] if loaded.labels and target < len(loaded.labels) else str(target)
+    panel(x, maps, title=f"{image.name} · {loaded.name} · class {target} ({label})").save(out / "panel.png")
+    typer.echo(f"panel: {out / 'panel.png'}")

@@ -1,0 +1,27 @@
+"""Fixtures the attribution tests share: LeNet on six test digits, EfficientNet-Lite0 on two photos at 64×64."""
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+import seethrough as see
+
+
+def digits(split: str):
+    """The bundled digits split as (x, y)."""
+    return see.zoo.digits(split)
+
+
+@pytest.fixture(scope="module")
+def lenet():
+    model, _ = see.zoo.load("lenet-digits")
+    x, _ = digits("test")
+    return model, x[:6], torch.tensor([3, 1, 4, 1, 5, 9])
+
+
+@pytest.fixture(scope="module")
+def effnet():
+    model, prep = see.zoo.load("efficientnet-lite0")
+    x = torch.cat([prep(see.zoo.image("chelsea")), prep(see.zoo.image("coffee"))])
+    return model, nn.functional.interpolate(x, size=64, mode="bilinear", antialias=True), torch.tensor([285, 967])

@@ -1,0 +1,133 @@
+"""The batching engine: sizes chosen by measuring, memory cap, OOM halving, explicit sizes win."""
+import pytest
+import torch
+
+from seethrough import batching
+from seethrough.batching import chosen_batch_size, run_batched
+
+
+def _recording(limit=None):
+    """fn(start, stop) -> squares, recording batch sizes; OOM above ``limit`` items."""
+    sizes = []
+
+    def fn(start, stop):
+        if limit is not None and stop - start > limit:
+            raise torch.OutOfMemoryError(f"CUDA out of memory (fake: {stop - start} > {limit})")
+        sizes.append(stop - start)
+        return torch.arange(start, stop, dtype=torch.float64) ** 2
+
+    return fn, sizes
+
+
+def test_explicit_batch_size_wins_and_results_are_in_order():
+    fn, sizes = _recording()
+    out = run_batched(fn, 23, batch_size=5, progress=False)
+    assert torch.equal(out, torch.arange(23, dtype=torch.float64) ** 2)
+    assert sizes == [5, 5, 5, 5, 3]
+
+
+def test_auto_probes_growing_sizes_then_keeps_the_cheapest(monkeypatch):
+    # A fake clock: 1 + 0.1·size seconds per batch, so the per-item cost falls with the size
+    # up to the largest probe below the cap (16 here, the cap is 20 items).
+    fn, sizes = _recording()
+    clock = {"t": 0.0}
+
+    def timed(start, stop):
+        clock["t"] += 1 + 0.1 * (stop - start)
+        return fn(start, stop)
+
+    monkeypatch.setattr(batching.time, "perf_counter", lambda: clock["t"])
+    out = run_batched(timed, 200, item_bytes=100, memory_budget=2000, key="probe-test", progress=False)
+    assert torch.equal(out, torch.arange(200, dtype=torch.float64) ** 2)
+    assert sizes[:5] == [1, 4, 8, 16, 20]
+    assert set(sizes[5:-1]) == {20} and chosen_batch_size("probe-test") == 20
+    # The choice is remembered: the next call with the same key does not probe.
+    fn2, sizes2 = _recording()
+    run_batched(fn2, 40, key="probe-test", progress=False)
+    assert sizes2 == [20, 20]
+
+
+def test_auto_stops_probing_past_the_bottom_of_the_u(monkeypatch):
+    # Per-item cost lowest at 8: probing stops at the first size 15 % worse and keeps 8.
+    fn, sizes = _recording()
+    per_item = {1: 1.0, 4: 0.5, 8: 0.3, 16: 0.6, 32: 0.7}
+    clock = {"t": 0.0}
+
+    def timed(start, stop):
+        clock["t"] += per_item.get(stop - start, 0.3) * (stop - start)
+        return fn(start, stop)
+
+    monkeypatch.setattr(batching.time, "perf_counter", lambda: clock["t"])
+    run_batched(timed, 100, progress=False, key="u-test")
+    assert sizes[:4] == [1, 4, 8, 16] and chosen_batch_size("u-test") == 8
+    assert set(sizes[4:-1]) == {8}
+
+
+def test_out_of_memory_halves_until_it_fits():
+    fn, sizes = _recording(limit=5)
+    out = run_batched(fn, 50, batch_size=16, progress=False)
+    assert torch.equal(out, torch.arange(50, dtype=torch.float64) ** 2)
+    assert max(sizes) <= 5 and sizes[0] == 4  # 16 → 8 → 4
+    fn, sizes = _recording(limit=6)
+    run_batched(fn, 60, key="oom-test", progress=False)
+    assert max(sizes) <= 6 and chosen_batch_size("oom-test") <= 6
+
+
+def test_other_errors_and_oom_at_one_item_propagate():
+    def broken(start, stop):
+        raise RuntimeError("shape mismatch")
+
+    with pytest.raises(RuntimeError, match="shape mismatch"):
+        run_batched(broken, 10, batch_size=4, progress=False)
+    fn, _ = _recording(limit=0)
+    with pytest.raises(torch.OutOfMemoryError):
+        run_batched(fn, 10, batch_size=4, progress=False)
+
+
+def test_memory_budget_caps_the_batch_and_too_small_a_budget_is_a_clear_error():
+    fn, sizes = _recording()
+    run_batched(fn, 100, item_bytes=1000, memory_budget=8000, progress=False)
+    assert max(sizes) == 8
+    with pytest.raises(ValueError, match="memory_budget .* too small for one sample"):
+        run_batched(fn, 10, item_bytes=1000, memory_budget=999, progress=False)
+    with pytest.raises(ValueError, match="memory_budget must be a positive"):
+        run_batched(fn, 10, memory_budget=0, progress=False)
+
+
+@pytest.mark.parametrize("bad", [0, -3, 2.5, True, "big"])
+def test_bad_batch_size_names_the_option(bad):
+    with pytest.raises(ValueError, match="batch_size must be a positive int or 'auto'"):
+        run_batched(lambda a, b: torch.zeros(b - a), 10, batch_size=bad, progress=False)
+
+
+def test_streaming_and_tuples():
+    seen = []
+    assert run_batched(lambda a, b: torch.arange(a, b), 7, batch_size=3, progress=False,
+                       on_batch=lambda a, b, out: seen.append(out.tolist())) is None
+    assert seen == [[0, 1, 2], [3, 4, 5], [6]]
+    a, b = run_batched(lambda s, e: (torch.arange(s, e), -torch.arange(s, e)), 5, batch_size=2, progress=False)
+    assert a.tolist() == [0, 1, 2, 3, 4] and b.tolist() == [0, -1, -2, -3, -4]
+
+
+def test_progress_bar_only_on_a_terminal(monkeypatch, capsys):
+    made = []
+
+    class FakeBar:
+        def __init__(self, **kwargs):
+            made.append(kwargs)
+
+        def update(self, n):
+            pass
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(batching, "tqdm", FakeBar)
+    monkeypatch.setattr(batching.sys.stderr, "isatty", lambda: True, raising=False)
+    run_batched(lambda a, b: torch.zeros(b - a), 4, batch_size=2, desc="occlusion")
+    run_batched(lambda a, b: torch.zeros(b - a), 4, batch_size=2, progress=False)
+    monkeypatch.setattr(batching.sys.stderr, "isatty", lambda: False, raising=False)
+    run_batched(lambda a, b: torch.zeros(b - a), 4, batch_size=2)
+    # Shown after 2 s on a terminal only; silent when asked or when not on a terminal.
+    assert [(m["disable"], m["delay"], m["desc"]) for m in made] == [
+        (False, 2.0, "occlusion"), (True, 2.0, "batches"), (True, 2.0, "batches")]
