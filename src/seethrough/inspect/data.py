@@ -1,0 +1,124 @@
+"""Streaming a dataset through a model in batches: a tensor, a Dataset or an iterable of batches.
+
+Every dataset scan of this package (layer statistics, top-k examples) is a *map* over
+batches followed by a *reduce*; :func:`scan` runs the map through the batching engine
+(``run_batched`` with ``on_batch``) so memory stays bounded whatever the dataset size.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Iterable
+
+import torch
+
+from ..batching import bytes_per_item, check_batch_size, run_batched
+from ..inputs import check_finite
+
+Data = torch.Tensor | Iterable[Any]
+
+
+def _first(item: Any) -> torch.Tensor:
+    """A dataset item or batch may be ``x`` or ``(x, label, ...)``: keep ``x``."""
+    if isinstance(item, (tuple, list)) and item and isinstance(item[0], torch.Tensor):
+        item = item[0]
+    if not isinstance(item, torch.Tensor):
+        raise TypeError(f"data must yield tensors (or (tensor, label) pairs), got {type(item).__name__}")
+    return item
+
+
+def data_length(data: Data) -> int | None:
+    """How many samples ``data`` holds, or ``None`` for an iterable of batches.
+
+    >>> data_length(torch.zeros(5, 1, 4, 4)), data_length(iter([torch.zeros(2, 1, 4, 4)]))
+    (5, None)
+    """
+    if isinstance(data, torch.Tensor):
+        if data.dim() < 2:
+            raise ValueError(f"data must be a batch of samples (N, ...), got shape {tuple(data.shape)}")
+        return data.shape[0]
+    if hasattr(data, "__len__") and hasattr(data, "__getitem__"):
+        return len(data)
+    if isinstance(data, Iterable):
+        return None
+    raise TypeError(f"data must be a tensor (N, C, H, W), a Dataset or an iterable of batches, got {type(data).__name__}")
+
+
+def scan(
+    data: Data,
+    map_fn: Callable[[torch.Tensor], Any],
+    reduce_fn: Callable[[int, Any], None],
+    *,
+    batch_size: int | str = "auto",
+    key: Any = None,
+    progress: bool = True,
+    desc: str = "",
+) -> int:
+    """Call ``reduce_fn(start, map_fn(batch))`` for consecutive batches; return the sample count.
+
+    ``start`` is the dataset index of the batch's first sample. Tensors and Datasets are
+    batched by :func:`seethrough.batching.run_batched`; an iterable's own batches are kept.
+
+    >>> seen = []
+    >>> scan(torch.arange(10.).view(10, 1), lambda b: b.sum(), lambda s, r: seen.append((s, r.item())), batch_size=4, progress=False)
+    10
+    >>> seen
+    [(0, 6.0), (4, 22.0), (8, 17.0)]
+    """
+    check_batch_size(batch_size)
+    n = data_length(data)
+    if n == 0:
+        raise ValueError("data is empty: give at least one sample")
+    if n is None:
+        start = 0
+        for batch in data:
+            x = check_finite(_first(batch), name="a data batch")
+            if x.shape[0] == 0:
+                continue
+            reduce_fn(start, map_fn(x))
+            start += x.shape[0]
+        if start == 0:
+            raise ValueError("data is empty: the iterable yielded no samples")
+        return start
+    if isinstance(data, torch.Tensor):
+        check_finite(data, name="data")
+        sample = data[:1]
+
+        def get(a: int, b: int) -> torch.Tensor:
+            return data[a:b]
+    else:
+        sample = _first(data[0]).unsqueeze(0)
+
+        def get(a: int, b: int) -> torch.Tensor:
+            return check_finite(torch.stack([_first(data[i]) for i in range(a, b)]), name="a data batch")
+
+    run_batched(
+        lambda a, b: map_fn(get(a, b)), n, batch_size=batch_size, item_bytes=bytes_per_item(sample, "forward"),
+        key=key, progress=progress, desc=desc, on_batch=lambda a, b, out: reduce_fn(a, out),
+    )
+    return n
+
+
+def tiles(images: torch.Tensor, size: int, stride: int | None = None) -> torch.Tensor:
+    """Cut every image of ``(N, C, H, W)`` into ``size``×``size`` tiles with ``stride`` (default ``size``).
+
+    >>> tiles(torch.zeros(2, 3, 8, 12), 4).shape
+    torch.Size([12, 3, 4, 4])
+    """
+    stride = stride or size
+    if size > min(images.shape[-2:]):
+        raise ValueError(f"tile size {size} is larger than the images ({images.shape[-2]}×{images.shape[-1]})")
+    t = images.unfold(2, size, stride).unfold(3, size, stride)  # N, C, nh, nw, size, size
+    return t.permute(0, 2, 3, 1, 4, 5).reshape(-1, images.shape[1], size, size).contiguous()
+
+
+def photo_tiles(preprocess: Callable | None = None, size: int = 112, stride: int | None = 56) -> torch.Tensor:
+    """Every bundled photo, preprocessed (default: efficientnet-lite0's 224 centre crop) and cut
+    into ``size``×``size`` tiles with ``stride``: a small image dataset for top-k scans.
+
+    >>> photo_tiles(size=112, stride=112).shape
+    torch.Size([32, 3, 112, 112])
+    """
+    from .. import zoo
+
+    prep = preprocess or zoo.preprocess("efficientnet-lite0")
+    photos = torch.cat([prep(zoo.image(n)) for n in zoo.images()])
+    return tiles(photos, size, stride)

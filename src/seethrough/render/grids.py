@@ -1,0 +1,119 @@
+"""Image grids: conv filters, channel maps of a layer, top-k crops beside their projections."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from PIL import Image
+
+
+def _norm_each(a: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
+    """Scale each slice to [0, 1] on its own, symmetric around 0 so that 0 stays mid-grey."""
+    m = np.abs(a).max(axis=axes, keepdims=True)
+    return 0.5 + 0.5 * a / np.where(m > 0, m, 1.0)
+
+
+def tile(cells: np.ndarray, ncol: int, *, pad: int = 1, scale: int = 1, background: float = 1.0) -> Image.Image:
+    """``(N, h, w)`` or ``(N, h, w, 3)`` in [0, 1] → one PIL image, ``ncol`` cells per row.
+
+    >>> tile(np.zeros((5, 4, 4)), 3, scale=2).size
+    (32, 22)
+    """
+    n, h, w = cells.shape[:3]
+    rgb = cells.ndim == 4
+    nrow = math.ceil(n / ncol)
+    canvas = np.full((nrow * (h + pad) + pad, ncol * (w + pad) + pad) + ((3,) if rgb else ()), background, dtype=np.float64)
+    for i in range(n):
+        r, c = divmod(i, ncol)
+        canvas[pad + r * (h + pad): pad + r * (h + pad) + h, pad + c * (w + pad): pad + c * (w + pad) + w] = cells[i]
+    img = Image.fromarray((np.clip(canvas, 0, 1) * 255).round().astype(np.uint8), "RGB" if rgb else "L")
+    return img.resize((img.width * scale, img.height * scale), Image.Resampling.NEAREST) if scale > 1 else img
+
+
+def filter_grid(w: torch.Tensor, *, rgb: bool | None = None, scale: int = 8) -> Image.Image:
+    """Conv filters ``(M, K, kh, kw)`` (from ``see.filters``) as a picture, each normalised on its own.
+
+    With 3 input channels (``rgb=None`` or ``True``) each filter is one colour image, one
+    row of up to 16; otherwise row ``m`` shows filter ``m`` and column ``k`` its input channel
+    ``k`` in grey (mid-grey is 0, white positive, black negative).
+
+    >>> filter_grid(torch.randn(4, 3, 3, 3)).mode, filter_grid(torch.randn(4, 2, 3, 3), scale=1).size
+    ('RGB', (9, 17))
+    """
+    if not isinstance(w, torch.Tensor) or w.dim() != 4:
+        raise ValueError(f"filter_grid expects conv filters (M, K, kh, kw), got {getattr(w, 'shape', type(w).__name__)}")
+    a = w.detach().cpu().double().numpy()
+    if rgb is None:
+        rgb = a.shape[1] == 3
+    if rgb:
+        if a.shape[1] != 3:
+            raise ValueError(f"rgb=True needs 3 input channels, the filters have {a.shape[1]}")
+        return tile(_norm_each(a, (1, 2, 3)).transpose(0, 2, 3, 1), min(16, a.shape[0]), scale=scale)
+    m, k = a.shape[:2]
+    return tile(_norm_each(a, (2, 3)).reshape(m * k, *a.shape[2:]), k, scale=scale)
+
+
+def channel_grid(act: torch.Tensor, channels: torch.Tensor | None = None, *, ncol: int | None = None,
+                 normalize: str = "layer", scale: int | None = None) -> Image.Image:
+    """The maps ``act[channels]`` of one sample ``(C, H, W)`` as a grey grid.
+
+    ``normalize="layer"``: one scale for all maps (a dead channel stays black);
+    ``"channel"``: each map stretched on its own (shows structure in weak channels).
+
+    >>> channel_grid(torch.rand(6, 4, 4), ncol=3, scale=1).size
+    (16, 11)
+    """
+    if not isinstance(act, torch.Tensor) or act.dim() != 3:
+        raise ValueError(f"channel_grid expects one sample's maps (C, H, W), got {getattr(act, 'shape', type(act).__name__)}")
+    a = (act if channels is None else act[channels]).detach().cpu().double().numpy()
+    if normalize not in ("layer", "channel"):
+        raise ValueError(f"normalize must be 'layer' or 'channel', got {normalize!r}")
+    axes = (0, 1, 2) if normalize == "layer" else (1, 2)
+    lo, hi = a.min(axis=axes, keepdims=True), a.max(axis=axes, keepdims=True)
+    a = (a - lo) / np.where(hi > lo, hi - lo, 1.0)
+    ncol = ncol or math.ceil(math.sqrt(a.shape[0]))
+    scale = scale or max(1, 96 // a.shape[-1])
+    return tile(a, ncol, scale=scale)
+
+
+def _cells(x: torch.Tensor) -> np.ndarray:
+    a = x.detach().cpu().double().clamp(0, 1).numpy()
+    return a[:, 0] if a.shape[1] == 1 else a.transpose(0, 2, 3, 1)
+
+
+def _signed_cells(x: torch.Tensor) -> np.ndarray:
+    a = x.detach().cpu().double().numpy()
+    a = _norm_each(a, (1, 2, 3))
+    return a[:, 0] if a.shape[1] == 1 else a.transpose(0, 2, 3, 1)
+
+
+def topk_grid(crops: torch.Tensor, projections: torch.Tensor | None = None, *, scale: int | None = None,
+              gap: int = 6) -> Image.Image:
+    """Zeiler & Fergus's top-9 panels: per unit (one row) a square block of its top-k crops and,
+    beside it, the same block of their projections.
+
+    ``crops``/``projections``: ``(U, k, C, h, w)``; crops in [0, 1], projections signed
+    (mid-grey = 0, each normalised on its own).
+
+    >>> topk_grid(torch.rand(2, 4, 1, 5, 5), torch.randn(2, 4, 1, 5, 5), scale=1).size
+    (32, 32)
+    """
+    if crops.dim() != 5:
+        raise ValueError(f"topk_grid expects crops (units, k, C, h, w), got {tuple(crops.shape)}")
+    u, k, c, h, w = crops.shape
+    side = math.ceil(math.sqrt(k))
+    scale = scale or max(1, 48 // max(h, w))
+    blocks = []
+    for i in range(u):
+        row = [tile(_cells(crops[i]), side, scale=scale)]
+        if projections is not None:
+            row.append(tile(_signed_cells(projections[i]), side, scale=scale))
+        blocks.append(row)
+    bw, bh = blocks[0][0].size
+    ncols = len(blocks[0])
+    canvas = Image.new("RGB", (ncols * bw + (ncols - 1) * gap, u * bh + (u - 1) * gap), "white")
+    for i, row in enumerate(blocks):
+        for j, b in enumerate(row):
+            canvas.paste(b.convert("RGB"), (j * (bw + gap), i * (bh + gap)))
+    return canvas

@@ -1,0 +1,105 @@
+"""Filters, weight health, linear-model importance and activations."""
+import pytest
+import torch
+from torch import nn
+
+import seethrough as see
+from seethrough.inspect import (activations, breast_cancer_logistic, filters, high_frequency_energy, linear_importance,
+                                pick_channels, weight_health)
+from seethrough.testing import untouched
+from tests.inspect_fixtures import digits, lenet  # noqa: F401 - fixtures
+
+
+def test_filters_are_a_detached_copy_of_the_weight_slice(lenet):
+    ref = lenet.conv2.weight[:4, :3].detach().clone()
+    with untouched(lenet):
+        w = filters(lenet, "conv2", filters=4, channels=3)
+        assert torch.equal(w, ref)
+        w.zero_()  # must not write through to the model (untouched checks the bits)
+
+
+def test_filters_of_a_non_conv_layer_is_a_clear_error(lenet):
+    with untouched(lenet, allow_raise=ValueError):
+        with pytest.raises(ValueError, match="not a convolution"):
+            filters(lenet, "fc1")
+        filters(lenet, "fc1")
+    with pytest.raises(ValueError, match="filters must be"):
+        filters(lenet, "conv1", filters=0)
+
+
+def _conv_with(weights):
+    conv = nn.Conv2d(1, len(weights), 5, bias=False)
+    with torch.no_grad():
+        conv.weight.copy_(torch.stack(weights).unsqueeze(1))
+    return nn.Sequential(conv)
+
+
+def test_weight_health_finds_zero_and_duplicate_filters():
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(5, 5, generator=g), torch.randn(5, 5, generator=g)
+    net = _conv_with([a, b, 2.0 * a, torch.zeros(5, 5), b + 1e-4 * torch.randn(5, 5, generator=g)])
+    with untouched(net):
+        (h,) = weight_health(net)
+    assert (h.zero_filters, h.duplicate_pairs) == (1, 2)  # (a, 2a) and (b, b + noise)
+    assert h.norm == pytest.approx(net[0].weight.double().norm().item(), rel=1e-12)
+    assert torch.allclose(h.filter_norms[1], b.norm())
+
+
+def test_high_frequency_energy_separates_smooth_from_noisy_filters():
+    g = torch.Generator().manual_seed(0)
+    noise = torch.randn(500, 5, 5, generator=g)
+    yy, xx = torch.meshgrid(torch.arange(5.0), torch.arange(5.0), indexing="ij")
+    blob = torch.exp(-((yy - 2) ** 2 + (xx - 2) ** 2) / 2)
+    assert high_frequency_energy(blob).item() < 0.15
+    assert high_frequency_energy(noise).mean().item() == pytest.approx(0.82, abs=0.03)
+    smooth, noisy = weight_health(_conv_with([blob, blob.flip(0) * 0.5 + 0.1])), weight_health(_conv_with(list(noise[:8])))
+    assert smooth[0].high_freq < 0.2 < 0.7 < noisy[0].high_freq
+
+
+def test_linear_importance_ranks_standardised_logistic_weights():
+    fit = breast_cancer_logistic()
+    imp = linear_importance(fit.model, fit.names)
+    w = fit.model.weight.detach()[0]
+    assert torch.equal(imp.weights, w[imp.order]) and bool((imp.importance[:-1] >= imp.importance[1:]).all())
+    assert sorted(imp.names) == sorted(fit.names) and fit.accuracy > 0.93
+
+    def acc_without(j):
+        z = fit.x_test.clone()
+        z[:, j] = 0.0  # the feature's mean: its information removed
+        return ((fit.model(z).squeeze(1) > 0).long() == fit.y_test).double().mean().item()
+
+    # Removing the most important features hurts more than removing the least important ones.
+    top, bottom = imp.order[:5].tolist(), imp.order[-5:].tolist()
+    logit = lambda cols: (fit.model.weight[0, cols].abs().sum()).item()  # noqa: E731
+    assert logit(top) > 5 * logit(bottom)
+    assert min(acc_without(j) for j in top) <= min(acc_without(j) for j in bottom)
+
+
+def test_linear_importance_bad_input():
+    with pytest.raises(ValueError, match="feature names"):
+        linear_importance(torch.ones(3), ["a"])
+    with pytest.raises(TypeError, match="tensor or an nn.Linear"):
+        linear_importance([1.0, 2.0])
+
+
+def test_activations_equal_a_manual_forward(lenet):
+    x = see.zoo.digits("test")[0][:3]
+    with untouched(lenet):
+        a = activations(lenet, x, ["relu1", "fc2"])
+    h = lenet.relu1(lenet.conv1(x))
+    assert torch.equal(a["relu1"], h)
+    z = lenet.fc1(lenet.flatten(lenet.pool2(lenet.relu2(lenet.conv2(lenet.pool1(h))))))
+    assert torch.allclose(a["fc2"], lenet.fc2(lenet.relu3(z)), atol=1e-6)
+    with untouched(lenet, allow_raise=ValueError):
+        activations(lenet, x, ["relu1", "relu99"])
+
+
+def test_pick_channels_orders_by_energy_and_is_seeded():
+    g = torch.Generator().manual_seed(0)
+    act = torch.randn(10, 4, 4, generator=g) * torch.arange(1.0, 11.0).view(10, 1, 1)
+    energy = act.pow(2).mean((1, 2))
+    assert pick_channels(act, 4).tolist() == energy.argsort(descending=True)[:4].tolist()
+    r1, r2 = pick_channels(act, 3, how="random", seed=5), pick_channels(act, 3, how="random", seed=5)
+    assert torch.equal(r1, r2) and len(set(r1.tolist())) == 3
+    with pytest.raises(ValueError, match="how must be"):
+        pick_channels(act, 3, how="loud")
