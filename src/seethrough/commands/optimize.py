@@ -1,0 +1,127 @@
+"""``seethrough visualize``, ``dream`` and ``invert``: optimising inputs from the command line."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from seethrough.cli import ArchOpt, ModelOpt, UnsafeOpt, app, friendly, load
+
+SeedOpt = typer.Option(0, "--seed", help="random seed (noise, transforms)")
+
+
+def _priors(tv: float, l2: float, edge: float) -> dict:
+    return {k: v for k, v in (("tv", tv), ("l2", l2), ("edge", edge)) if v}
+
+
+def _input_size(loaded, size: Optional[int]) -> tuple[int, int]:
+    """The size to optimise at: --size, else the preprocessing's crop, else 224."""
+    crop = getattr(loaded.preprocess, "crop", None)
+    channels = 1 if getattr(loaded.preprocess, "grayscale", False) else None
+    return size or crop or 224, channels
+
+
+@app.command()
+@friendly
+def visualize(
+    objective: list[str] = typer.Argument(..., help="objectives, one image each: logit:C, logprob:C, channel:LAYER:C, "
+                                                    "neuron:LAYER:C[:Y:X], layer:LAYER, direction:LAYER:v1,v2,…; "
+                                                    "combine with + / - and k*"),
+    out: Path = typer.Option(Path("visualize.png"), "--out", "-o", help="gallery PNG to write"),
+    model: str = ModelOpt,
+    arch: Optional[str] = ArchOpt,
+    unsafe_pickle: bool = UnsafeOpt,
+    steps: int = typer.Option(128, "--steps"),
+    size: Optional[int] = typer.Option(None, "--size", help="image side in px (default: the model's input size)"),
+    param: str = typer.Option("fourier", "--param", help="fourier or pixel"),
+    no_transforms: bool = typer.Option(False, "--no-transforms", help="no jitter/scale/rotate robustness"),
+    tv: float = typer.Option(0.0, "--tv", help="total-variation weight"),
+    l2: float = typer.Option(0.0, "--l2", help="L2 weight"),
+    edge: float = typer.Option(0.0, "--edge", help="multi-scale edge-energy weight"),
+    n: int = typer.Option(1, "--n", help="images per objective"),
+    diversity: float = typer.Option(0.0, "--diversity", help="weight of the diversity term across the batch"),
+    start: Optional[Path] = typer.Option(None, "--from", help="start from this image instead of noise"),
+    seed: int = SeedOpt,
+):
+    """Optimise images that maximise each OBJECTIVE and save them as a gallery."""
+    from ..optimize import visualize as _visualize
+    from ..render import gallery
+
+    loaded = load(model, arch, unsafe_pickle)
+    side, channels = _input_size(loaded, size)
+    init = loaded.preprocess(start) if start is not None else None
+    res = _visualize(loaded.model, list(objective), n=n, size=None if init is not None else side, channels=channels,
+                     param=param, init=init, steps=steps, transforms=None if no_transforms else "standard",
+                     priors=_priors(tv, l2, edge), diversity=diversity, seed=seed)
+    titles = _titles(loaded, res.names, res.x)
+    gallery(res.x, titles, title=f"{loaded.name} · {param} · {steps} steps · seed {seed}").save(out)
+    for obj, seen, first, last in zip(res.names, titles, res.trace[:, 0].tolist(), res.trace[:, -1].tolist()):
+        typer.echo(f"{obj}: objective {first:.3g} → {last:.3g}; model predicts {seen[2:]}")
+    typer.echo(f"wrote {out}")
+
+
+def _titles(loaded, names, x) -> list[str]:
+    import torch
+
+    with torch.no_grad():
+        pred = loaded.model(x).argmax(1).tolist() if x.shape[0] else []
+    labels = loaded.labels
+    return [f"→ {labels[p] if labels and p < len(labels) else p}"[:28] for p in pred]
+
+
+@app.command()
+@friendly
+def dream(
+    image: Path = typer.Argument(..., help="a photo (any PIL-readable format)"),
+    layer: list[str] = typer.Option(["blocks.10"], "--layer", "-l", help="layer(s) whose ‖h‖² to amplify"),
+    out: Path = typer.Option(Path("dream.png"), "--out", "-o"),
+    model: str = ModelOpt,
+    arch: Optional[str] = ArchOpt,
+    unsafe_pickle: bool = UnsafeOpt,
+    steps: int = typer.Option(10, "--steps", help="steps per octave"),
+    octaves: int = typer.Option(3, "--octaves"),
+    step_size: float = typer.Option(0.01, "--step-size"),
+    seed: int = SeedOpt,
+):
+    """DeepDream: amplify what LAYER sees in IMAGE; writes the dreamt image."""
+    from ..optimize import dream as _dream
+    from ..zoo import to_image
+
+    loaded = load(model, arch, unsafe_pickle)
+    x = loaded.preprocess(image)
+    res = _dream(loaded.model, x, list(layer), steps=steps, octaves=octaves, step_size=step_size, seed=seed)
+    to_image(res.x[0]).save(out)
+    typer.echo(f"‖h‖² {res.trace[0, 0].item():.3g} → {res.trace[0, -1].item():.3g}; wrote {out}")
+
+
+@app.command()
+@friendly
+def invert(
+    image: Path = typer.Argument(..., help="a photo (any PIL-readable format)"),
+    layer: list[str] = typer.Option(..., "--layer", "-l", help="layer(s) to invert (repeatable: one image per depth)"),
+    out: Path = typer.Option(Path("invert.png"), "--out", "-o"),
+    model: str = ModelOpt,
+    arch: Optional[str] = ArchOpt,
+    unsafe_pickle: bool = UnsafeOpt,
+    steps: int = typer.Option(200, "--steps"),
+    tv: float = typer.Option(0.5, "--tv", help="total-variation weight"),
+    l2: float = typer.Option(0.05, "--l2", help="L2 weight"),
+    seed: int = SeedOpt,
+):
+    """Feature inversion: reconstruct IMAGE from its representation at each LAYER."""
+    import torch
+
+    from ..optimize import invert as _invert
+    from ..render import gallery
+
+    loaded = load(model, arch, unsafe_pickle)
+    x = loaded.preprocess(image)
+    results = _invert(loaded.model, x, list(layer), steps=steps, priors=_priors(tv, l2, 0.0), seed=seed)
+    titles = ["original"]
+    for r in results:
+        sim = "" if r.similarity is None else f" SSIM {r.similarity[0].item():.2f}"
+        titles.append(f"{r.layer}{sim}")
+        typer.echo(f"{r.layer}: distance {r.trace[0, 0].item():.3g} → {r.trace[0, -1].item():.3g};{sim or ' (too small for SSIM)'}")
+    gallery(torch.cat([x, *(r.x for r in results)]), titles, title=f"{loaded.name} · inversion · {steps} steps").save(out)
+    typer.echo(f"wrote {out}")
