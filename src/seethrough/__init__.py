@@ -10,7 +10,14 @@ from .predict import Prediction, predict
 from .hooks import Recorder, hooks
 from .layers import layer_names, resolve_layer
 from .targets import target_indices, target_scores
+from .attribution.gradient import IGResult, integrated_gradients
+from .attribution.perturbation import SuperpixelExplanation, kernel_shap, lime, superpixels
+from . import optimize
+from .optimize import Inversion, Visualization, dream, invert, visualize
+from .embed import Embedding, embed  # the function `embed` shadows the subpackage: import pieces with `from seethrough.embed import …`
+from .inspect import activations, filters, hyperplanes, layer_stats, topk, weight_health
+from .adversarial import ATTACKS, AttackResult, adversarial_training, attack, robust_accuracy, sphere_test, train_patch, transfer
 
 __version__ = "0.1.0"
 
-__all__ = ["attribute", "METHODS", "render", "zoo", "inspect", "report", "predict", "Prediction", "hooks", "Recorder", "layer_names", "resolve_layer", "target_indices", "target_scores", "__version__"]
+__all__ = ["attribute", "METHODS", "render", "zoo", "inspect", "report", "predict", "Prediction", "hooks", "Recorder", "layer_names", "resolve_layer", "target_indices", "target_scores", "integrated_gradients", "IGResult", "lime", "kernel_shap", "superpixels", "SuperpixelExplanation", "optimize", "visualize", "dream", "invert", "Visualization", "Inversion", "embed", "Embedding", "activations", "filters", "hyperplanes", "layer_stats", "topk", "weight_health", "ATTACKS", "AttackResult", "attack", "sphere_test", "transfer", "train_patch", "adversarial_training", "robust_accuracy", "__version__"]
