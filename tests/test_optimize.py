@@ -177,3 +177,20 @@ def test_efficientnet_class_models_are_classified_as_their_class():
     assert (v.trace[:, -1] > v.trace[:, 0] + 50).all()
     with untouched(model), torch.no_grad():
         assert model(v.x).argmax(1).tolist() == [37, 258]
+
+
+def test_report_section_quick():
+    import seethrough.report.sections  # noqa: F401  (registers the sections)
+    from seethrough.report.registry import SECTIONS, Context, Figure, Table
+
+    blocks = SECTIONS["optimize"].build(Context(quick=True))
+    titles = [b.title for b in blocks if isinstance(b, Figure)]
+    assert titles[0] == "lenet-digits: one class model per digit"
+    assert {"Pixels without priors vs Fourier with transforms", "DeepDream on chelsea",
+            "Feature inversion: what a layer keeps"} <= set(titles)
+    contrast = next(b for b in blocks if isinstance(b, Figure) and b.title.startswith("Pixels"))
+    assert "adversarial example, not a feature" in contrast.caption
+    classes, inversion = [b for b in blocks if isinstance(b, Table)]
+    assert [(r[0], r[1]) for r in classes.rows] == [(str(c), str(c)) for c in range(10)]  # asked → predicted
+    ssim = [float(r[1]) for r in inversion.rows]
+    assert [r[0] for r in inversion.rows][-1] == "fc3" and ssim[0] > ssim[-1] + 0.1  # similarity falls with depth
