@@ -103,3 +103,20 @@ def test_pick_channels_orders_by_energy_and_is_seeded():
     assert torch.equal(r1, r2) and len(set(r1.tolist())) == 3
     with pytest.raises(ValueError, match="how must be"):
         pick_channels(act, 3, how="loud")
+
+
+def test_report_section_quick():
+    import seethrough.report.sections  # noqa: F401  (registers the sections)
+    from seethrough.report.registry import SECTIONS, Context, Figure, Table
+
+    blocks = SECTIONS["inspect"].build(Context(quick=True))
+    figures = [b for b in blocks if isinstance(b, Figure)]
+    assert [f.title for f in figures] == [
+        "Filters", "Weight health", "Linear model: feature importance", "Activations", "Layer statistics",
+        "Sparsity during training", "Top-9 digits per channel", "Hidden units as lines"]
+    assert all(f.provenance["seconds"] >= 0 and f.caption for f in figures)
+    frames = figures[-1].image
+    assert isinstance(frames, list) and len(frames) > 2 and frames[0].size == frames[-1].size
+    (table,) = [b for b in blocks if isinstance(b, Table)]
+    assert [r[0] for r in table.rows] == ["relu1", "relu2", "relu3", "relu4"]
+    assert all(0 <= float(r[2].rstrip("%")) <= 100 for r in table.rows)

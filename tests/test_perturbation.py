@@ -128,3 +128,19 @@ def test_bad_input_is_a_clear_error_naming_the_option(lenet, method, options, me
     model, x, y = lenet
     with untouched(model, allow_raise=ValueError), pytest.raises(ValueError, match=message):
         see.attribute(model, x, method, target=y, **options)
+
+
+def test_report_section_quick():
+    import seethrough.report.sections  # noqa: F401  (registers the sections)
+    from seethrough.report.registry import SECTIONS, Context, Figure, Table
+
+    blocks = SECTIONS["perturbation"].build(Context(quick=True))
+    figures = [b for b in blocks if isinstance(b, Figure)]
+    assert [f.title for f in figures] == ["Four perturbation methods", "LIME: the top superpixels"]
+    assert all(f.provenance["seconds"] >= 0 and f.caption and "http" not in f.caption for f in figures)
+    (table,) = [b for b in blocks if isinstance(b, Table)]
+    assert [r[0] for r in table.rows] == ["occlusion", "LIME", "KernelSHAP", "RISE"]
+    # KernelSHAP's efficiency, as the table states it: Σ weights = f(x) − f(black)
+    check = table.rows[2][3]
+    total, gap = float(check.split("Σ weights ")[1].split(";")[0]), float(check.split("= ")[1].split(" (")[0])
+    assert abs(total - gap) < 1e-2 * max(1.0, abs(gap))

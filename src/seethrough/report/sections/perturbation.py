@@ -1,0 +1,108 @@
+"""Attribution II: occlusion, LIME, KernelSHAP and RISE on efficientnet-lite0 (the cat photo)."""
+from __future__ import annotations
+
+import time
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
+
+from ... import zoo  # noqa: E402
+from ...attribution import attribute  # noqa: E402
+from ...attribution.occlusion import occlusion_windows  # noqa: E402
+from ...attribution.perturbation import kernel_shap, lime  # noqa: E402
+from ...render import lime_mask, panel, superpixel_boundaries  # noqa: E402
+from ..registry import Context, Text, section  # noqa: E402
+
+_MODEL = "efficientnet-lite0"
+
+
+@section("perturbation", "Attribution: perturbation methods", order=25)
+def build(ctx: Context) -> list:
+    torch.manual_seed(ctx.seed)
+    model, _ = ctx.model(_MODEL)
+    labels = zoo.labels(_MODEL)
+    _, x = ctx.photos(["chelsea"])
+    # Every method costs hundreds of forward passes: a smaller copy of the photo keeps the report fast.
+    size = 112 if ctx.quick else 160
+    x = torch.nn.functional.interpolate(x, size=(size, size), mode="area")
+    with torch.no_grad():
+        scores = model(x)
+    target = scores.argmax(1)
+    label = labels[int(target)]
+    n = {"lime": 150, "kernel-shap": 150, "rise": 300} if ctx.quick else {"lime": 600, "kernel-shap": 600, "rise": 1200}
+    window = size // 7
+    stride = window if ctx.quick else window // 2
+    common = {"seed": ctx.seed, "progress": ctx.progress}
+
+    sw = ctx.stopwatch()
+    seconds, maps = {}, {}
+    t = time.perf_counter()
+    maps["occlusion"] = attribute(model, x, "occlusion", target, window=window, stride=stride,
+                                  progress=ctx.progress)
+    seconds["occlusion"] = time.perf_counter() - t
+    t = time.perf_counter()
+    e_lime = lime(model, x, target, n_samples=n["lime"], **common)
+    maps["LIME"] = e_lime.map
+    seconds["LIME"] = time.perf_counter() - t
+    t = time.perf_counter()
+    e_shap = kernel_shap(model, x, target, n_samples=n["kernel-shap"], **common)
+    maps["KernelSHAP"] = e_shap.map
+    seconds["KernelSHAP"] = time.perf_counter() - t
+    t = time.perf_counter()
+    r = attribute(model, x, "rise", target, n_samples=n["rise"], **common)
+    maps["RISE (minus its mean)"] = r - r.mean()
+    seconds["RISE"] = time.perf_counter() - t
+    windows = len(occlusion_windows((size, size), window, stride)[1])
+    options = (f"{size}×{size}; occlusion window={window} stride={stride}; lime n_samples={n['lime']}; "
+                f"kernel-shap n_samples={n['kernel-shap']}; rise n_samples={n['rise']}; baseline=0 (black)")
+    blocks: list = [
+        Text("Perturbation methods make real, large changes to the input (a black square, superpixels switched "
+             "off, random smooth masks) and watch the class score. They need no gradient and treat the model as a "
+             f"black box, at the price of hundreds of forward passes; here the cat photo is shrunk to {size}×{size}."),
+        sw.figure("Four perturbation methods", panel(x, maps, title=f"{_MODEL} · chelsea → {label}", tile=2.2),
+                  "Red marks regions whose presence raises the class score, blue those whose removal would raise it. "
+                  "Occlusion and RISE are smooth at the scale of their window or mask cells; LIME and KernelSHAP give "
+                  "one value per superpixel, so their maps follow edges in the image. The four often disagree: each "
+                  "answers a different question, set by the shape of what is hidden and by what a hidden pixel "
+                  "becomes (black here).",
+                  model=_MODEL, method="occlusion, lime, kernel-shap, rise", options=options, seed=ctx.seed),
+    ]
+
+    sw = ctx.stopwatch()
+    fig, axes = plt.subplots(1, 3, figsize=(11, 4.0))
+    pictures = [superpixel_boundaries(x, e_lime.segments), lime_mask(x, e_lime, k=5),
+                lime_mask(x, e_lime, k=8, positive_only=False)]
+    titles = [f"SLIC superpixels ({e_lime.n_features[0]})", f"top 5 for {label}",
+              "top 8 by |weight|\n(red border: against the class)"]
+    for ax, pic, title in zip(axes, pictures, titles):
+        ax.imshow(pic)
+        ax.set_title(title, fontsize=10)
+        ax.axis("off")
+    fig.tight_layout()
+    blocks.append(sw.figure(
+        "LIME: the top superpixels", fig,
+        "LIME fits a weighted linear model of the class score on which superpixels are switched on. Showing only "
+        "the five superpixels with the largest positive weights is Ribeiro et al.'s \"why should I trust you\" "
+        "picture: if they covered the background, the model would be right for the wrong reason.",
+        model=_MODEL, method="lime", options=f"n_samples={n['lime']} segments=slic n_segments=50", seed=ctx.seed))
+
+    sw = ctx.stopwatch()
+    with torch.no_grad():
+        f_base = model(torch.zeros_like(x))[0, target].item()
+    f_x = scores[0, target].item()
+    total = e_shap.weights[0].sum().item()
+    blocks.append(sw.table(
+        "Cost and KernelSHAP's efficiency", ["method", "forward passes", "seconds", "check"],
+        [["occlusion", windows + 1, f"{seconds['occlusion']:.1f}", "score drop averaged over the windows"],
+         ["LIME", n["lime"], f"{seconds['LIME']:.1f}", f"intercept {e_lime.intercept.item():.2f}"],
+         ["KernelSHAP", n["kernel-shap"], f"{seconds['KernelSHAP']:.1f}",
+          f"Σ weights {total:.3f}; f(x) − f(black) = {f_x - f_base:.3f} "
+          f"(f(x) = {f_x:.3f}, f(black) = {f_base:.3f})"],
+         ["RISE", n["rise"], f"{seconds['RISE']:.1f}", f"mean {r.mean().item():.3f}"]],
+        "KernelSHAP's weights add up exactly to the score of the image minus the score of the black baseline "
+        "(Shapley efficiency); LIME's do not have to. The cost is set by the number of forward passes.",
+        model=_MODEL, method="occlusion, lime, kernel-shap, rise", options=options, seed=ctx.seed))
+    return blocks
