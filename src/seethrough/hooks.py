@@ -33,6 +33,7 @@ class Recorder:
 
     activations: dict[str, list[torch.Tensor]] = field(default_factory=dict)
     calls: dict[str, int] = field(default_factory=dict)
+    order: list[str] = field(default_factory=list)  # captured layer names in call order (execution order)
 
     def __getitem__(self, name: str) -> torch.Tensor:
         """The output of the layer's last call (most layers are called once)."""
@@ -133,6 +134,7 @@ def _capture_hook(rec: Recorder, name: str, detach: bool):
         if not isinstance(output, torch.Tensor):
             raise TypeError(f"layer {name!r} returns {type(output).__name__}, not a tensor; capture a layer that outputs a tensor")
         rec.calls[name] += 1
+        rec.order.append(name)
         if detach:
             output = output.detach()
         elif torch.is_grad_enabled() and not output.requires_grad:

@@ -24,11 +24,15 @@ from . import perturbation  # noqa: F401,E402  # registers: occlusion, lime, ker
 __all__ = ["attribute", "METHODS", "Method", "register"]
 
 
-def attribute(model: nn.Module, x: torch.Tensor, method: str, target: Any = None, **options: Any) -> torch.Tensor:
+def attribute(model: nn.Module, x: torch.Tensor, method: str, target: Any = None, *, trust: bool = False,
+              **options: Any) -> Any:
     """Attribute the model's ``target`` score for each sample of ``x`` with ``method``.
 
     Pixel-level methods return a tensor shaped like ``x``; region-level methods (CAM family,
     occlusion, LIME, SHAP, RISE) return ``(N, 1, H, W)`` upsampled to ``x``'s size.
+    With ``trust=True`` the result is ``(map, badge)``: a :class:`seethrough.sanity.TrustBadge`
+    with the cheap checks (the map after randomising the top layer, deletion and insertion
+    AUCs against a random ranking, a verdict).
 
     >>> import seethrough as see
     >>> model, prep = see.zoo.load("lenet-digits")
@@ -43,4 +47,9 @@ def attribute(model: nn.Module, x: torch.Tensor, method: str, target: Any = None
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     check_images(x)
+    if trust:
+        from ..sanity.badge import trust_badge
+
+        a = METHODS[method].fn(model, x, target, **options)
+        return a, trust_badge(model, x, method, target, a, **options)
     return METHODS[method].fn(model, x, target, **options)

@@ -37,6 +37,7 @@ def explain(
     target: Optional[int] = typer.Option(None, "--target", "-t", help="class to explain (default: the predicted class)"),
     layer: Optional[str] = typer.Option(None, "--layer", help="layer for the CAM methods (default: the last conv block)"),
     out: Path = typer.Option(Path("explain"), "--out", "-o", help="output folder: METHOD.png per method and panel.png"),
+    trust: bool = typer.Option(False, "--trust", help="also run the cheap trust checks and write METHOD-trust.png with the badge"),
     model: str = ModelOpt,
     arch: Optional[str] = ArchOpt,
     unsafe_pickle: bool = UnsafeOpt,
@@ -58,9 +59,17 @@ def explain(
     maps = {}
     for name in names:
         options = {"layer": layer} if layer is not None and METHODS[name].family == "cam" else {}
-        maps[name] = attribute(loaded.model, x, name, target=target, **options)
+        if trust:
+            from ..render import badge_strip
+
+            maps[name], badge = attribute(loaded.model, x, name, target=target, trust=True, **options)
+            badge_strip(x, maps[name], badge).save(out / f"{name}-trust.png")
+        else:
+            maps[name] = attribute(loaded.model, x, name, target=target, **options)
         overlay(x, maps[name]).save(out / f"{name}.png")
         typer.echo(f"{name}: {out / (name + '.png')}")
+        if trust:
+            typer.echo(f"  trust: {badge.summary()}")
     label = loaded.labels[target] if loaded.labels and target < len(loaded.labels) else str(target)
     panel(x, maps, title=f"{image.name} · {loaded.name} · class {target} ({label})").save(out / "panel.png")
     typer.echo(f"panel: {out / 'panel.png'}")

@@ -1,0 +1,42 @@
+"""Pieces the sanity checks share: one explanation call, a fixed target, scoring against the original."""
+from __future__ import annotations
+
+import warnings
+from typing import Any, Callable, Sequence, Union
+
+import torch
+from torch import nn
+
+from ..attribution.common import resolve_target
+from .similarity import similarity
+
+Explainer = Union[str, Callable[[nn.Module, torch.Tensor, Any], torch.Tensor]]
+
+
+def explain(model: nn.Module, x: torch.Tensor, method: Explainer, target: Any, options: dict[str, Any]) -> torch.Tensor:
+    """``method`` is a registered attribution name or a callable ``(model, x, target) -> map``."""
+    if callable(method):
+        return method(model, x, target, **options).detach()
+    from ..attribution import attribute
+
+    return attribute(model, x, method, target=target, **options).detach()
+
+
+def fixed_target(model: nn.Module, x: torch.Tensor, target: Any) -> Any:
+    """The class per sample decided once on the trained model: every variant explains that decision."""
+    from ..inputs import check_images
+
+    check_images(x)
+    idx = resolve_target(model, x, target)
+    return target if idx is None else idx
+
+
+def score_maps(reference: torch.Tensor, other: torch.Tensor, metrics: Sequence[str]) -> torch.Tensor:
+    """``(M, N)`` similarities; NaN (undefined) scores warn once, not once per map."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = torch.stack([similarity(reference, other, m) for m in metrics])
+    if caught:
+        warnings.warn(f"{len(caught)} similarity score(s) undefined (a constant or non-finite map): NaN",
+                      RuntimeWarning, stacklevel=3)
+    return out
