@@ -2,9 +2,10 @@
 
 >>> import seethrough as see
 >>> sorted(see.zoo.models())
-['efficientnet-lite0', 'lenet-digits', 'mlp-2d']
+['efficientnet-lite0', 'lenet-digits', 'logreg-digits', 'mlp-2d']
 """
 from . import inspect, render, report, zoo
+from . import metrics, sanity
 from .attribution import METHODS, attribute
 from .predict import Prediction, predict
 from .hooks import Recorder, hooks
@@ -17,7 +18,10 @@ from .optimize import Inversion, Visualization, dream, invert, visualize
 from .embed import Embedding, embed  # the function `embed` shadows the subpackage: import pieces with `from seethrough.embed import …`
 from .inspect import activations, filters, hyperplanes, layer_stats, topk, weight_health
 from .adversarial import ATTACKS, AttackResult, adversarial_training, attack, robust_accuracy, sphere_test, train_patch, transfer
+from .influence import Influence, influence  # the function shadows the subpackage, like embed
+from . import concepts
+from .distill import Surrogate, distill  # the function shadows the subpackage, like embed
 
 __version__ = "0.1.0"
 
-__all__ = ["attribute", "METHODS", "render", "zoo", "inspect", "report", "predict", "Prediction", "hooks", "Recorder", "layer_names", "resolve_layer", "target_indices", "target_scores", "integrated_gradients", "IGResult", "lime", "kernel_shap", "superpixels", "SuperpixelExplanation", "optimize", "visualize", "dream", "invert", "Visualization", "Inversion", "embed", "Embedding", "activations", "filters", "hyperplanes", "layer_stats", "topk", "weight_health", "ATTACKS", "AttackResult", "attack", "sphere_test", "transfer", "train_patch", "adversarial_training", "robust_accuracy", "__version__"]
+__all__ = ["attribute", "METHODS", "render", "zoo", "inspect", "report", "predict", "Prediction", "hooks", "Recorder", "layer_names", "resolve_layer", "target_indices", "target_scores", "integrated_gradients", "IGResult", "lime", "kernel_shap", "superpixels", "SuperpixelExplanation", "optimize", "visualize", "dream", "invert", "Visualization", "Inversion", "embed", "Embedding", "activations", "filters", "hyperplanes", "layer_stats", "topk", "weight_health", "ATTACKS", "AttackResult", "attack", "sphere_test", "transfer", "train_patch", "adversarial_training", "robust_accuracy", "sanity", "metrics", "__version__"]

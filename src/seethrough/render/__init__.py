@@ -8,3 +8,5 @@ from .grids import channel_grid, filter_grid, tile, topk_grid  # noqa: F401
 from .plots import histogram_plot, importance_plot, sparsity_plot, weight_health_plot  # noqa: F401
 from .animation import hyperplane_frame, hyperplane_frames, save_gif  # noqa: F401
 from .adversarial import attack_figure, difference, patch_figure, robustness_plot, save_png  # noqa: F401
+from .trust import badge_strip, faithfulness_figure, sanity_figure, side_by_side  # noqa: F401
+from .concepts import fidelity_plot, influence_gallery, loo_scatter, tcav_plot, tree_plot  # noqa: F401

@@ -19,9 +19,11 @@ from torch import nn
 from .images import image, images, read_image
 from .normalize import IMAGENET_MEAN, IMAGENET_STD, Normalize, with_normalization
 from .preprocess import Preprocess, points, to_image
+from .logreg import LOGREG_L2
+from .samples import imagenet_samples
 
 __all__ = [
-    "load", "models", "labels", "image", "images", "read_image", "digits", "toy_2d",
+    "load", "models", "labels", "image", "images", "read_image", "digits", "toy_2d", "LOGREG_L2", "imagenet_samples",
     "to_image", "with_normalization", "Normalize", "Preprocess", "IMAGENET_MEAN", "IMAGENET_STD",
 ]
 
@@ -44,6 +46,12 @@ def _lenet() -> nn.Module:
     from .lenet import lenet_digits
 
     return lenet_digits()
+
+
+def _logreg() -> nn.Module:
+    from .logreg import logreg_digits
+
+    return logreg_digits()
 
 
 def _mlp() -> nn.Module:
@@ -71,6 +79,12 @@ _ZOO: dict[str, _Entry] = {
         lambda: [str(i) for i in range(10)],
         "LeNet-style CNN trained on scikit-learn's digits (10 classes), input 1×32×32",
     ),
+    "logreg-digits": _Entry(
+        _logreg,
+        Preprocess(resize=32, crop=32, grayscale=True, center_crop=False, min_side=8, invert_light_background=True),
+        lambda: [str(i) for i in range(10)],
+        "Multinomial logistic regression with L2 (LOGREG_L2) on the digits pooled to 8×8, trained to optimality",
+    ),
     "mlp-2d": _Entry(
         _mlp,
         points,
@@ -84,7 +98,7 @@ def models() -> dict[str, str]:
     """Zoo model names with a one-line description.
 
     >>> sorted(models())
-    ['efficientnet-lite0', 'lenet-digits', 'mlp-2d']
+    ['efficientnet-lite0', 'lenet-digits', 'logreg-digits', 'mlp-2d']
     """
     return {k: v.description for k, v in _ZOO.items()}
 
@@ -98,15 +112,31 @@ def _entry(name: str) -> _Entry:
     return _ZOO[name]
 
 
-def load(name: str) -> tuple[nn.Module, Callable]:
+def load(name: str, *, labels: str = "true", planted: str | None = None) -> tuple[nn.Module, Callable]:
     """Load a bundled model in eval mode, with its preprocessing callable.
+
+    ``labels="permuted"`` gives the twin trained on permuted labels (sanity checks);
+    ``planted="stripes:7"`` the twin trained with a concept planted in one class (TCAV).
 
     >>> model, prep = load("lenet-digits")
     >>> prep(image("coffee")).shape
     torch.Size([1, 1, 32, 32])
     """
     entry = _entry(name)
-    model = entry.build()
+    if labels not in ("true", "permuted"):
+        raise ValueError(f"labels must be 'true' or 'permuted', got {labels!r}")
+    if labels == "permuted" and planted is not None:
+        raise ValueError("choose one twin: labels='permuted' or planted=..., not both")
+    if labels == "permuted":
+        from .twins import permuted_twin
+
+        model = permuted_twin(name)
+    elif planted is not None:
+        from .planted import planted_twin
+
+        model = planted_twin(name, planted)
+    else:
+        model = entry.build()
     model.eval()
     return model, entry.preprocess
 

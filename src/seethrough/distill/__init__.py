@@ -1,0 +1,5 @@
+"""Distillation: a decision tree (or Frosst & Hinton's soft decision tree) that imitates a model."""
+from .core import KINDS, Step, Surrogate, distill
+from .soft_tree import SoftTree, fit_soft_tree
+
+__all__ = ["distill", "Surrogate", "Step", "SoftTree", "fit_soft_tree", "KINDS"]

@@ -1,0 +1,163 @@
+"""``see.distill``: can a model I can read imitate this one? Trees fitted to the model's own labels."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..batching import run_batched
+from ..hooks import hooks
+from .soft_tree import SoftTree, fit_soft_tree
+
+KINDS = ("tree", "soft-tree")
+
+
+@dataclass
+class Step:
+    """One decision on an input's path: at ``node``, feature/filter score ``value`` against ``threshold``."""
+
+    node: int
+    feature: int | None
+    value: float
+    threshold: float
+    right: bool
+    probability: float | None = None  # soft tree: probability of the branch taken
+
+
+@dataclass
+class Surrogate:
+    """A readable model imitating ``model``: ``fidelity`` = held-out agreement with the model's labels,
+    ``accuracy`` = held-out agreement with the true labels (``None`` without labels)."""
+
+    kind: str
+    depth: int
+    estimator: Any
+    fidelity: float
+    accuracy: float | None
+    input_shape: tuple[int, ...]
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        """Class predicted by the surrogate for each input."""
+        if self.kind == "tree":
+            return torch.from_numpy(self.estimator.predict(x.flatten(1).double().numpy())).long()
+        with torch.no_grad():
+            return self.estimator(x.flatten(1).float()).argmax(1)
+
+    def path(self, x: torch.Tensor) -> list[Step]:
+        """The decisions taken for one input ``x`` (shape of one sample, or a batch of one)."""
+        flat = x.reshape(1, -1)
+        if self.kind == "tree":
+            t = self.estimator.tree_
+            nodes = self.estimator.decision_path(flat.double().numpy()).indices
+            steps = []
+            for node in nodes[:-1]:
+                f, thr = int(t.feature[node]), float(t.threshold[node])
+                v = float(flat[0, f])
+                steps.append(Step(int(node), f, v, thr, v > thr))
+            return steps
+        tree: SoftTree = self.estimator
+        with torch.no_grad():
+            right = tree.right_probs(flat.float())[0]
+            z = tree.inner(flat.float())[0]
+        steps, node = [], 0
+        for d in range(tree.depth):
+            i = 2 ** d - 1 + node
+            go = bool(right[i] > 0.5)
+            steps.append(Step(i, None, float(z[i]), 0.0, go, float(right[i] if go else 1 - right[i])))
+            node = 2 * node + int(go)
+        return steps
+
+    def to_frame(self):
+        import pandas as pd
+
+        return pd.DataFrame([{"kind": self.kind, "depth": self.depth, "fidelity": self.fidelity,
+                              "accuracy": self.accuracy, **{k: v for k, v in self.options.items() if np.isscalar(v)}}])
+
+
+def model_outputs(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The model's outputs on ``x``, batched, in eval mode, leaving the model as found."""
+    def fn(a: int, b: int) -> torch.Tensor:
+        with hooks(model), torch.no_grad():
+            return model(x[a:b])
+
+    return run_batched(fn, len(x), progress=False, desc="labelling")
+
+
+def distill(
+    model: nn.Module,
+    data: torch.Tensor | tuple[torch.Tensor, torch.Tensor],
+    kind: str = "tree",
+    depth: int = 4,
+    seed: int = 0,
+    *,
+    fit_to: str = "model",
+    queries: int | None = None,
+    noise: float = 0.1,
+    held_out: float = 0.25,
+    beta: float = 1.0,
+    penalty: float = 0.1,
+    epochs: int = 40,
+    temperature: float = 1.0,
+) -> Surrogate:
+    """Fit a decision tree (``"tree"``, scikit-learn) or a soft decision tree (``"soft-tree"``) to ``model``.
+
+    ``data``: inputs, or ``(inputs, true labels)``. A seeded ``held_out`` share is kept aside for
+    ``fidelity`` and ``accuracy``. ``tree`` also fits ``queries`` extra inputs (default: as many as
+    the training part) sampled around the data (Gaussian ``noise`` in input units, clamped to the
+    data's range) and labelled by the model. ``fit_to="labels"`` fits the true labels instead
+    (the baseline the model's labels should beat on fidelity).
+
+    >>> import seethrough as see
+    >>> _ = torch.manual_seed(0)
+    >>> model = torch.nn.Sequential(torch.nn.Linear(2, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
+    >>> s = see.distill(model, see.zoo.toy_2d(400), depth=6)
+    >>> s.fidelity > 0.8, len(s.path(torch.zeros(2))) <= 6
+    (True, True)
+    """
+    if kind not in KINDS:
+        raise ValueError(f"unknown surrogate kind {kind!r}; choose one of {', '.join(KINDS)}")
+    if isinstance(depth, bool) or not isinstance(depth, int) or depth < 1:
+        raise ValueError(f"depth must be an int >= 1, got {depth!r}")
+    if fit_to not in ("model", "labels"):
+        raise ValueError(f"fit_to must be 'model' or 'labels', got {fit_to!r}")
+    x, y = (data if isinstance(data, (tuple, list)) else (data, None))
+    if not isinstance(x, torch.Tensor) or len(x) == 0:
+        raise ValueError("distill needs a non-empty tensor of inputs")
+    if fit_to == "labels" and y is None:
+        raise ValueError("fit_to='labels' needs data=(inputs, labels)")
+    if not 0 < held_out < 1 or len(x) < 4:
+        raise ValueError(f"held_out must be in (0, 1) and the data at least 4 inputs, got {held_out} and {len(x)}")
+    probs = (model_outputs(model, x) / temperature).softmax(1)
+    pred = probs.argmax(1)
+    gen = torch.Generator().manual_seed(seed)
+    order = torch.randperm(len(x), generator=gen)
+    cut = max(1, int(round(held_out * len(x))))
+    test, train = order[:cut], order[cut:]
+    options: dict[str, Any] = {"seed": seed, "fit_to": fit_to, "held_out": held_out}
+    if kind == "tree":
+        from sklearn.tree import DecisionTreeClassifier
+
+        fx, fy = x[train], (pred if fit_to == "model" else y)[train]
+        nq = len(train) if queries is None else queries
+        if nq and fit_to == "model":
+            base = x[train][torch.randint(0, len(train), (nq,), generator=gen)]
+            q = (base + noise * torch.randn(base.shape, generator=gen)).clamp(x.min(), x.max())
+            fx, fy = torch.cat([fx, q]), torch.cat([fy, model_outputs(model, q).argmax(1)])
+        options.update(queries=nq if fit_to == "model" else 0, noise=noise)
+        est = DecisionTreeClassifier(max_depth=depth, random_state=seed)
+        est.fit(fx.flatten(1).double().numpy(), fy.numpy())
+    else:
+        targets = probs if fit_to == "model" else torch.nn.functional.one_hot(y, probs.shape[1]).float()
+        est = fit_soft_tree(x[train].float(), targets[train].float(), depth, beta=beta, penalty=penalty,
+                            epochs=epochs, seed=seed)
+        options.update(beta=beta, penalty=penalty, epochs=epochs, temperature=temperature)
+    s = Surrogate(kind, depth, est, 0.0, None, tuple(x.shape[1:]), options)
+    got = s.predict(x[test])
+    s.fidelity = (got == pred[test]).float().mean().item()
+    if y is not None:
+        s.accuracy = (got == y[test]).float().mean().item()
+    return s

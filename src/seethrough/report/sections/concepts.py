@@ -1,0 +1,100 @@
+"""Concepts (TCAV), influential training examples, distilled models."""
+from __future__ import annotations
+
+import torch
+
+from ... import zoo
+from ...concepts import stamp, tcav
+from ...distill import distill
+from ...influence import influence
+from ...render import fidelity_plot, influence_gallery, loo_scatter, tcav_plot, tree_plot
+from ..registry import Context, Text, section
+
+
+@section("concepts", "Concepts", order=70)
+def build_concepts(ctx: Context) -> list:
+    x, _ = zoo.digits("train")
+    xt, yt = zoo.digits("test")
+    n, r_sets = (40, 3) if ctx.quick else (100, 10)
+    concept = stamp(x[:n], "stripes", seed=ctx.seed + 1)
+    layers = ["pool2"] if ctx.quick else ["pool1", "pool2", "relu3"]
+    blocks: list = [Text(
+        "TCAV (Kim et al. 2018) asks whether a class's score rises along a human concept's direction in a layer. "
+        "The concept here is a small striped patch stamped on digits; each orange dot is the TCAV score of one "
+        "concept-vs-random CAV, each grey dot that of a random-vs-random CAV. A two-sided t-test between the two "
+        "(Bonferroni-corrected over the layers) says whether the concept matters beyond chance.")]
+    twins = [("lenet-digits", {})] if ctx.quick else [("lenet-digits", {}), ("lenet-digits (planted stripes:7)", {"planted": "stripes:7"})]
+    for title, kw in twins:
+        sw = ctx.stopwatch()
+        model = ctx.model("lenet-digits")[0] if not kw else zoo.load("lenet-digits", **kw)[0]
+        r = tcav(model, layers, concept, xt[yt == 7], 7, random_sets=r_sets, seed=ctx.seed, random_x=x[200:],
+                 concept="stripes")
+        verdict = ", ".join(f"{k}: {v.score:.2f} (p={v.pvalue:.2g}{', significant' if v.significant else ''})"
+                            for k, v in r.layers.items())
+        blocks.append(sw.figure(
+            f"'stripes' for class 7 on {title}", tcav_plot(r),
+            ("The twin trained with the patch on its 7s uses it: high scores, significant. " if kw else
+             "The plain model never saw the patch: a score that is not significant is the expected answer. ")
+            + verdict, model=title, method="tcav", options=f"R={r_sets}, n={n}", seed=ctx.seed))
+    return blocks
+
+
+@section("influence", "Influential training examples", order=71)
+def build_influence(ctx: Context) -> list:
+    from ...zoo.logreg import retrainer
+
+    model, _ = ctx.model("logreg-digits")
+    x, y = zoo.digits("train")
+    xt, yt = zoo.digits("test")
+    with torch.no_grad():
+        wrong = (model(xt).argmax(1) != yt).nonzero().flatten()
+    t = int(wrong[0]) if len(wrong) else 0
+    method = "ekfac" if ctx.quick else "exact"
+    sw = ctx.stopwatch()
+    r = influence(model, (x, y), (xt[t:t + 1], yt[t:t + 1]), method=method, damping=zoo.LOGREG_L2, batch_size=256,
+                  progress=ctx.progress)
+    blocks: list = [Text(
+        "Influence functions (Koh & Liang 2017) predict how a test loss would change if one training point were "
+        "removed and the model retrained: positive scores mark points that helped this prediction, negative ones "
+        "points that hurt it. logreg-digits is convex and trained to optimality, so the prediction can be checked "
+        "by actually retraining."),
+        sw.figure(f"Helpful and harmful training digits for misclassified test digit #{t}", influence_gallery(r),
+                  "Top row: training digits whose removal would raise the test loss most; bottom row: those whose "
+                  "removal would lower it. Scores are in loss units.", model="logreg-digits", method=method,
+                  options=f"damping={zoo.LOGREG_L2:g}", seed=ctx.seed)]
+    if not ctx.quick:
+        v = r.validate(8, retrainer(x, y))
+        blocks.append(sw.figure(
+            "Leave-one-out check", loo_scatter(v),
+            f"Each point: one of the 8 top-|score| training digits removed and the model retrained to optimality. "
+            f"Pearson {v.pearson:.3f}, Spearman {v.spearman:.3f}.", model="logreg-digits", method="exact", seed=ctx.seed))
+    return blocks
+
+
+@section("distill", "Distilled models", order=72)
+def build_distill(ctx: Context) -> list:
+    model, _ = ctx.model("lenet-digits")
+    x, y = zoo.digits("test" if ctx.quick else "all")
+    depths = [2, 4] if ctx.quick else [1, 2, 4, 6, 8]
+    sw = ctx.stopwatch()
+    fits = [distill(model, (x, y), depth=d, seed=ctx.seed) for d in depths]
+    blocks: list = [Text(
+        "Can a model one can read imitate the network? A decision tree is fitted to the network's own labels on "
+        "the digits plus model-labelled queries around them; fidelity is its held-out agreement with the network, "
+        "accuracy its agreement with the true labels."),
+        sw.figure("lenet-digits distilled into trees: fidelity against depth",
+                  fidelity_plot(depths, [f.fidelity for f in fits], accuracies=[f.accuracy for f in fits]),
+                  "Fidelity rises with depth; the deep trees are no longer readable, the shallow ones not faithful: "
+                  "the trade-off the method lives with.", model="lenet-digits", method="tree", seed=ctx.seed),
+        sw.figure(f"The depth-{depths[1]} tree", tree_plot(fits[1], class_names=[str(i) for i in range(10)]),
+                  "Each box tests one pixel of the 32×32 input (x[i] = row·32 + column).", model="lenet-digits",
+                  method="tree", seed=ctx.seed)]
+    if not ctx.quick:
+        xs, ys = zoo.digits("test")  # 360 digits: the soft tree trains by SGD, the full set quadruples the time
+        soft = distill(model, (xs, ys), kind="soft-tree", depth=4, seed=ctx.seed, epochs=20)
+        blocks.append(sw.figure(
+            "Soft decision tree (Frosst & Hinton 2017), depth 4", tree_plot(soft),
+            f"Each inner node is a learned filter (red: pixels that send the digit right); leaves hold class "
+            f"distributions. Fidelity {soft.fidelity:.1%}, accuracy {soft.accuracy:.1%}.", model="lenet-digits",
+            method="soft-tree", seed=ctx.seed))
+    return blocks
