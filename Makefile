@@ -21,6 +21,7 @@ $(VENV)/.installed-test: pyproject.toml $(VENV)/.installed
 
 $(VENV)/.installed-bench: pyproject.toml $(VENV)/.installed
 	$(PIP) $(TORCH) -e '.[bench]'
+	$(PIP) --no-deps 'quantus>=0.6'   # its metadata asks for opencv-python (GUI build); the headless one is in [bench]
 	touch $@
 
 demo: $(VENV)/.installed
@@ -31,6 +32,10 @@ test: $(VENV)/.installed-test
 
 bench: $(VENV)/.installed-bench
 	$(PY) benchmarks/run.py
+	$(PY) benchmarks/tsne.py --large
+	$(PY) benchmarks/bench_optimize.py
+	$(PY) benchmarks/trust.py
+	$(PY) benchmarks/bench_concepts.py
 
 clean:
 	rm -rf $(VENV) report

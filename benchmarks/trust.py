@@ -94,14 +94,14 @@ def rows_for(model, x, y, a, steps, quick):
     rsteps = min(steps, regions)
     ours = timed(lambda: see.metrics.region_perturbation(model, x, a, y, patch=patch, steps=rsteps, n_random=0,
                                                          progress=False))
-    rp = timed(lambda: quantus.RegionPerturbation(patch_size=patch, regions_evaluation=rsteps, disable_warnings=True,
+    rp = peer_timed(lambda: quantus.RegionPerturbation(patch_size=patch, regions_evaluation=rsteps, disable_warnings=True,
                                                   abs=False, normalise=False)(
         model=model, x_batch=xn, y_batch=yn, a_batch=an, device="cpu", softmax=True))
     row("region perturbation", ours, n * (rsteps + 1) + n, rp,
         note="regions: ours ceil(k·U/steps) per step; Quantus one region per step, uniform noise")
     fr = (0.1, 0.3, 0.5, 0.7, 0.9) if quick else tuple(np.round(np.arange(0.1, 1.0, 0.1), 2))
     ours = timed(lambda: see.metrics.road(model, x, a, y, fractions=fr, n_random=0, progress=False))
-    rd = timed(lambda: quantus.ROAD(percentages=[int(f * 100) for f in fr], noise=0.01, disable_warnings=True,
+    rd = peer_timed(lambda: quantus.ROAD(percentages=[int(f * 100) for f in fr], noise=0.01, disable_warnings=True,
                                     abs=False, normalise=False)(
         model=model, x_batch=xn, y_batch=yn, a_batch=an, device="cpu", softmax=True))
     row("ROAD (MoRF)", ours, n * (len(fr) + 1) + n, rd, note="both solve the sparse imputation per image and fraction")
@@ -137,7 +137,7 @@ def rows_for(model, x, y, a, steps, quick):
     ours = timed(lambda: see.sanity.randomization(model, x, gradient_explainer_torch, y,
                                                   metrics=("spearman_abs",), progress=False))
     layers = len(ours[1].layers)
-    mprt = timed(lambda: quantus.MPRT(layer_order="top_down", disable_warnings=True, return_average_correlation=False)(
+    mprt = peer_timed(lambda: quantus.MPRT(layer_order="top_down", disable_warnings=True, return_average_correlation=False)(
         model=model, x_batch=xn, y_batch=yn, a_batch=an, explain_func=gradient_explainer, device="cpu"))
     row("randomization (cascading) vs MPRT", ours, 3 * n * (layers + 1), mprt,
         note="Quantus randomises in named_modules() (definition) order; we trace the execution order")
