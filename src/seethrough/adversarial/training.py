@@ -121,13 +121,9 @@ def robust_accuracy(
 
 # ----------------------------------------------------------------------------- cached digit models
 def _cache_dir() -> Path:
-    # Same location as the zoo's cached lenet-digits weights.
-    env = os.environ.get("SEETHROUGH_CACHE")
-    if env:
-        return Path(env)
-    import platformdirs
+    from ..zoo.lenet import cache_dir  # the zoo's location, so one environment variable moves every cache
 
-    return Path(platformdirs.user_cache_dir("seethrough"))
+    return cache_dir()
 
 
 # Two cheap recipes (seconds to a minute on a CPU, then cached): an independently seeded
