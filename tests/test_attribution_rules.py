@@ -256,3 +256,14 @@ def test_batch_with_targets_equals_single_calls_for_rules(lenet):
         batch = see.attribute(model, x, method, target=t)
         singles = torch.cat([see.attribute(model, x[i:i + 1], method, target=int(t[i])) for i in range(len(t))])
         torch.testing.assert_close(batch, singles, atol=1e-6, rtol=1e-4, msg=method)
+
+
+def test_captum_lrp_refuses_efficientnet_where_ours_runs(effnet):
+    # The documented difference on the photo model: Captum's LRP needs a rule for every module type
+    # (our Normalize, ReLU6, the residual blocks) and refuses; ours assigns rules by composite.
+    model, x, t = effnet
+    with pytest.raises(TypeError, match="no rule defined"):
+        captum_attr.LRP(model).attribute(x, target=t)
+    with untouched(model):
+        ours = see.attribute(model, x, "lrp", target=t)
+    assert ours.shape == x.shape and torch.isfinite(ours).all() and ours.abs().sum() > 0
