@@ -9,9 +9,6 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-import os
-import tempfile
-from pathlib import Path
 from typing import Sequence
 
 import torch
@@ -120,10 +117,6 @@ def robust_accuracy(
 
 
 # ----------------------------------------------------------------------------- cached digit models
-def _cache_dir() -> Path:
-    from ..zoo.lenet import cache_dir  # the zoo's location, so one environment variable moves every cache
-
-    return cache_dir()
 
 
 # Two cheap recipes (seconds to a minute on a CPU, then cached): an independently seeded
@@ -136,24 +129,16 @@ _VERSION = 1
 
 def _cached(recipe: dict, seed: int) -> nn.Module:
     from .. import zoo
+    from ..zoo.lenet import cache_dir, cached_lenet  # the zoo's cache: one environment variable moves them all
 
-    base, _ = zoo.load("lenet-digits")
     blob = json.dumps({**recipe, "seed": seed, "version": _VERSION}, sort_keys=True).encode()
-    path = _cache_dir() / f"lenet-digits-adv-{hashlib.sha256(blob).hexdigest()[:12]}.pt"
-    if path.exists():
-        try:
-            base.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-            return base.eval()
-        except Exception:  # a corrupt or stale file is rebuilt below
-            pass
-    x, y = zoo.digits("train")
-    net = adversarial_training(base, x, y, seed=seed, **recipe)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
-    with os.fdopen(fd, "wb") as f:
-        torch.save(net.state_dict(), f)
-    os.replace(tmp, path)  # atomic: parallel test workers never read half a file
-    return net
+    path = cache_dir() / f"lenet-digits-adv-{hashlib.sha256(blob).hexdigest()[:12]}.pt"
+
+    def train() -> nn.Module:
+        x, y = zoo.digits("train")
+        return adversarial_training(zoo.load("lenet-digits")[0], x, y, seed=seed, **recipe)
+
+    return cached_lenet(path, train)
 
 
 def digits_model(seed: int = 1) -> nn.Module:

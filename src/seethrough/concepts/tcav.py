@@ -18,7 +18,6 @@ from torch import nn
 from ..hooks import hooks
 from ..targets import target_indices, target_scores
 from .cav import canonical, fit_cav, layer_activations
-from .sets import random_sets
 
 
 @dataclass

@@ -9,7 +9,6 @@ follows the single most probable path.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 

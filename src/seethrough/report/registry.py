@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Union
 
 import torch
-from PIL import Image
 from torch import nn
 
 

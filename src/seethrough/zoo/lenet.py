@@ -250,15 +250,26 @@ def lenet_digits(cache: bool = True) -> nn.Module:
     """
     if not cache:
         return train_lenet(epochs=_TRAIN_CONFIG["epochs"], seed=_TRAIN_CONFIG["seed"])
-    path = _cache_path()
+    return cached_lenet(_cache_path(), lambda: train_lenet(epochs=_TRAIN_CONFIG["epochs"], seed=_TRAIN_CONFIG["seed"]))
+
+
+def cached_lenet(path: Path, train: Callable[[], nn.Module]) -> nn.Module:
+    """The LeNet whose weights are cached at ``path``, trained with ``train()`` and saved when missing.
+
+    >>> import tempfile
+    >>> p = Path(tempfile.mkdtemp()) / "tiny.pt"
+    >>> a = cached_lenet(p, lambda: LeNet().eval())
+    >>> b = cached_lenet(p, lambda: 1 / 0)   # read back, not retrained
+    >>> all(torch.equal(u, v) for u, v in zip(a.state_dict().values(), b.state_dict().values()))
+    True
+    """
     if path.exists():
         model = LeNet()
         try:
             model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
             return model.eval()
         except Exception:
-            # Truncated, garbled or from an incompatible layout: fall through and rebuild.
-            pass
-    model = train_lenet(epochs=_TRAIN_CONFIG["epochs"], seed=_TRAIN_CONFIG["seed"])
+            pass  # truncated, garbled or from an incompatible layout: rebuild below
+    model = train()
     _save_atomic(model.state_dict(), path)
-    return model
+    return model.eval()

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .lenet import _TRAIN_CONFIG, LeNet, _deterministic, _random_shift, _save_atomic, cache_dir, digits
+from .lenet import _TRAIN_CONFIG, LeNet, _deterministic, _random_shift, cache_dir, cached_lenet, digits
 
 _VERSION = "v1"
 #: share of the planted class that carries the patch during training (all of it: a cue the model cannot ignore)
@@ -82,14 +82,4 @@ def planted_twin(name: str, spec: str) -> nn.Module:
         raise ValueError(f"only 'lenet-digits' has a planted-concept twin, not {name!r}")
     kind, cls, share = parse(spec)
     key = hashlib.sha256(json.dumps([_TRAIN_CONFIG, kind, cls, share], sort_keys=True).encode()).hexdigest()[:12]
-    path = cache_dir() / f"lenet-digits-planted-{_VERSION}-{key}.pt"
-    if path.exists():
-        model = LeNet()
-        try:
-            model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-            return model.eval()
-        except Exception:
-            pass  # corrupt cache: retrain below
-    model = train_planted(kind, cls, share)
-    _save_atomic(model.state_dict(), path)
-    return model
+    return cached_lenet(cache_dir() / f"lenet-digits-planted-{_VERSION}-{key}.pt", lambda: train_planted(kind, cls, share))

@@ -79,16 +79,6 @@ def permuted_twin(name: str) -> nn.Module:
     if name != "lenet-digits":
         raise ValueError(f"no permuted-label twin for {name!r}: only 'lenet-digits' can be retrained offline "
                          "(pass your own twin to see.sanity.data_randomization)")
-    from .lenet import LeNet, _save_atomic
+    from .lenet import cached_lenet
 
-    path = _cache_path()
-    if path.exists():
-        model = LeNet()
-        try:
-            model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-            return model.eval()
-        except Exception:  # a truncated or stale file: retrain and overwrite
-            pass
-    model = train_permuted_lenet()
-    _save_atomic(model.state_dict(), path)
-    return model
+    return cached_lenet(_cache_path(), train_permuted_lenet)

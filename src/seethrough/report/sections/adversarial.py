@@ -2,7 +2,6 @@
 a universal patch on the digits and adversarial training as a defence."""
 from __future__ import annotations
 
-import torch
 
 from ... import zoo
 from ...adversarial import attack, robust_accuracy, robust_digits_model, sphere_test, train_patch

@@ -6,7 +6,7 @@ import torch
 from ... import zoo
 from ...inspect.summary import summary
 from ...predict import predict
-from ..registry import Context, Table, Text, section
+from ..registry import Context, Text, section
 
 _INPUTS = {"efficientnet-lite0": (3, 224, 224), "lenet-digits": (1, 32, 32), "logreg-digits": (1, 32, 32), "mlp-2d": (2,)}
 
