@@ -22,7 +22,13 @@ def check_images(x: object, *, name: str = "x") -> torch.Tensor:
 
 
 def check_finite(x: torch.Tensor, *, name: str = "x") -> torch.Tensor:
-    """Raise a ``ValueError`` naming how many entries of ``x`` are NaN or infinite."""
+    """Raise a ``ValueError`` naming how many entries of ``x`` are NaN or infinite.
+
+    >>> check_finite(torch.tensor([1.0, float("nan")]))
+    Traceback (most recent call last):
+    ...
+    ValueError: x contains 1 NaN or infinite values; clean the input first
+    """
     if not x.is_floating_point():
         raise TypeError(f"{name} must be a floating-point tensor, got dtype {x.dtype}; use x.float() / 255 for uint8 images")
     bad = ~torch.isfinite(x)

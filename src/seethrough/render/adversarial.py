@@ -50,7 +50,14 @@ def difference(x: torch.Tensor, x_adv: torch.Tensor, magnify: float | None = Non
 
 def attack_figure(result, index: int = 0, labels: Sequence[str] | None = None):
     """Original, adversarial, magnified difference and the per-iteration history of one
-    sample of an :class:`~seethrough.adversarial.AttackResult`; a matplotlib figure."""
+    sample of an :class:`~seethrough.adversarial.AttackResult`; a matplotlib figure.
+
+    >>> import seethrough as see
+    >>> lenet, _ = see.zoo.load("lenet-digits")
+    >>> r = see.attack(lenet, see.zoo.digits("test")[0][:1], "bim", eps=32, steps=3, progress=False)
+    >>> len(attack_figure(r, 0, see.zoo.labels("lenet-digits")).axes)
+    4
+    """
     r, i = result, index
     x, xa = r.x[i:i + 1], r.x_adv[i:i + 1]
     gray = x.shape[1] == 1
@@ -84,7 +91,15 @@ def attack_figure(result, index: int = 0, labels: Sequence[str] | None = None):
 
 
 def patch_figure(result, x: torch.Tensor, labels: Sequence[str] | None = None, show: int = 6):
-    """The patch, then ``show`` held-out placements with the model's prediction."""
+    """The patch, then ``show`` held-out placements with the model's prediction.
+
+    >>> import seethrough as see
+    >>> lenet, _ = see.zoo.load("lenet-digits")
+    >>> x = see.zoo.digits("test")[0][:8]
+    >>> p = see.train_patch(lenet, x, target=8, steps=2, batch=4, eval_placements=4)
+    >>> len(patch_figure(p, x, show=3).axes)
+    4
+    """
     from ..adversarial.patch import apply_patch
 
     where = result.eval_placements[:show]
@@ -105,7 +120,12 @@ def patch_figure(result, x: torch.Tensor, labels: Sequence[str] | None = None, s
 
 
 def robustness_plot(eps: Sequence[float], curves: dict[str, Sequence[float]], *, title: str = ""):
-    """Accuracy against ε (pixel units) for several models; a matplotlib figure."""
+    """Accuracy against ε (pixel units) for several models; a matplotlib figure.
+
+    >>> fig = robustness_plot([0, 8, 16], {"plain": [0.98, 0.4, 0.05], "robust": [0.96, 0.8, 0.5]})
+    >>> [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    ['plain', 'robust']
+    """
     fig, ax = plt.subplots(figsize=(5.5, 3.6))
     for name, acc in curves.items():
         ax.plot(list(eps), [float(a) for a in acc], "o-", label=name)

@@ -44,7 +44,13 @@ def hyperplane_frame(run, index: int, *, size: float = 4.0, dpi: int = 80) -> Im
 
 
 def hyperplane_frames(run, **options) -> list[Image.Image]:
-    """Every snapshot of the run as a frame (see :func:`hyperplane_frame`)."""
+    """Every snapshot of the run as a frame (see :func:`hyperplane_frame`).
+
+    >>> import seethrough as see
+    >>> run = see.hyperplanes(steps=10, snapshots=[1, 10], grid=20)
+    >>> len(hyperplane_frames(run, dpi=30))
+    2
+    """
     return [hyperplane_frame(run, i, **options) for i in range(len(run.snapshots))]
 
 

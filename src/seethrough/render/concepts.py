@@ -41,7 +41,15 @@ def tcav_plot(result, *, title: str = ""):
 
 
 def influence_gallery(result, test: int = 0, k: int = 6, *, labels=None):
-    """The test input, then its ``k`` most helpful and ``k`` most harmful training inputs with scores."""
+    """The test input, then its ``k`` most helpful and ``k`` most harmful training inputs with scores.
+
+    >>> import seethrough as see
+    >>> model, _ = see.zoo.load("logreg-digits")
+    >>> (x, y), (xt, yt) = see.zoo.digits("train"), see.zoo.digits("test")
+    >>> inf = see.influence(model, (x[:40], y[:40]), (xt[:1], yt[:1]), damping=see.zoo.LOGREG_L2, progress=False)
+    >>> influence_gallery(inf, k=3).axes[0].get_title() == f"test: {int(yt[0])}"
+    True
+    """
     plt = _plt()
     x_test, y_test = result.test
     x_train, y_train = result.train
@@ -69,7 +77,16 @@ def influence_gallery(result, test: int = 0, k: int = 6, *, labels=None):
 
 
 def loo_scatter(validation, *, title: str = ""):
-    """Predicted vs actual change of the test loss after removing each point, with Pearson/Spearman."""
+    """Predicted vs actual change of the test loss after removing each point, with Pearson/Spearman.
+
+    ``validation`` is what :meth:`seethrough.influence.Influence.validate` returns.
+
+    >>> import torch, types
+    >>> v = types.SimpleNamespace(predicted=torch.tensor([0.1, 0.2, 0.4]), actual=torch.tensor([0.1, 0.25, 0.38]),
+    ...                           pearson=0.99, spearman=1.0)
+    >>> loo_scatter(v).axes[0].get_xlabel()
+    'predicted Δ test loss'
+    """
     plt = _plt()
     fig, ax = plt.subplots(figsize=(3.4, 3.2))
     p, a = validation.predicted.numpy(), validation.actual.numpy()
@@ -84,7 +101,13 @@ def loo_scatter(validation, *, title: str = ""):
 
 
 def tree_plot(surrogate, *, class_names=None, feature_names=None):
-    """A scikit-learn tree as boxes, or a soft tree's inner-node filters drawn as images (for image inputs)."""
+    """A scikit-learn tree as boxes, or a soft tree's inner-node filters drawn as images (for image inputs).
+
+    >>> import torch, seethrough as see
+    >>> s = see.distill(torch.nn.Linear(2, 2), torch.rand(200, 2), depth=2)
+    >>> len(tree_plot(s).axes)
+    1
+    """
     plt = _plt()
     if surrogate.kind == "tree":
         from sklearn.tree import plot_tree
@@ -126,7 +149,11 @@ def tree_plot(surrogate, *, class_names=None, feature_names=None):
 
 
 def fidelity_plot(depths, fidelities, *, accuracies=None, title: str = ""):
-    """Fidelity (and accuracy) of the surrogate against its depth."""
+    """Fidelity (and accuracy) of the surrogate against its depth.
+
+    >>> fidelity_plot([1, 2, 4], [0.7, 0.85, 0.95], accuracies=[0.6, 0.8, 0.9]).axes[0].get_xlabel()
+    'depth'
+    """
     plt = _plt()
     fig, ax = plt.subplots(figsize=(3.6, 3.0))
     ax.plot(depths, fidelities, "o-", label="fidelity (agrees with model)")

@@ -51,7 +51,12 @@ def reduce_channels(attribution: torch.Tensor, reduce: str = "auto") -> torch.Te
 
 
 def heat_rgb(m: np.ndarray, percentile: float = 99.0, cmap: str | None = None) -> tuple[np.ndarray, bool]:
-    """A 2-D map → (H, W, 4) RGBA floats and whether it was treated as signed."""
+    """A 2-D map → (H, W, 4) RGBA floats and whether it was treated as signed.
+
+    >>> rgba, signed = heat_rgb(np.array([[-1.0, 0.0], [0.5, 1.0]]))
+    >>> rgba.shape, signed
+    ((2, 2, 4), True)
+    """
     signed = bool((m < 0).any() and (m > 0).any() and np.abs(m[m < 0]).sum() > 0.02 * np.abs(m).sum())
     top = float(np.percentile(np.abs(m), percentile)) or float(np.abs(m).max()) or 1.0
     if signed:

@@ -48,7 +48,12 @@ def gallery(x: torch.Tensor, titles: Sequence[str] | None = None, *, ncol: int |
 
 
 def figure_to_image(fig, dpi: int = 100) -> Image.Image:
-    """Render a matplotlib figure to an RGB PIL image and close it."""
+    """Render a matplotlib figure to an RGB PIL image and close it.
+
+    >>> fig = plt.figure(figsize=(2, 1))
+    >>> figure_to_image(fig, dpi=50).size
+    (100, 50)
+    """
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi)
     plt.close(fig)

@@ -65,6 +65,13 @@ def faithfulness_figure(curves: Mapping[str, object], title: str = "") -> Image.
     per metric, each method a colour and its random ranking dashed; AUCs in the legend.
 
     ``curves`` maps a method name to ``{metric: CurveResult}``.
+
+    >>> import seethrough as see
+    >>> lenet, _ = see.zoo.load("lenet-digits")
+    >>> x = see.zoo.digits("test")[0][:2]
+    >>> d = see.metrics.deletion(lenet, x, see.attribute(lenet, x, "saliency"), steps=8, progress=False)
+    >>> faithfulness_figure({"saliency": {"deletion": d}}).mode
+    'RGB'
     """
     metrics = list(dict.fromkeys(m for per in curves.values() for m in per))
     fig, axes = plt.subplots(1, len(metrics), figsize=(4.4 * len(metrics), 3.4), squeeze=False)

@@ -142,7 +142,11 @@ def load(name: str, *, labels: str = "true", planted: str | None = None) -> tupl
 
 
 def preprocess(name: str) -> Callable:
-    """The preprocessing callable of a zoo model, without loading the weights."""
+    """The preprocessing callable of a zoo model, without loading the weights.
+
+    >>> preprocess("efficientnet-lite0")(image("chelsea")).shape
+    torch.Size([1, 3, 224, 224])
+    """
     return _entry(name).preprocess
 
 
@@ -168,7 +172,12 @@ def digits(split: str = "train"):
 
 
 def toy_2d(n: int = 400, seed: int = 0, noise: float = 0.1):
-    """The seeded 2-D two-class toy data of the hyperplane demo: ``(X (n, 2), y (n,))``."""
+    """The seeded 2-D two-class toy data of the hyperplane demo: ``(X (n, 2), y (n,))``.
+
+    >>> X, y = toy_2d(100)
+    >>> tuple(X.shape), sorted(y.unique().tolist())
+    ((100, 2), [0, 1])
+    """
     from .toy2d import toy_2d as _toy
 
     return _toy(n=n, seed=seed, noise=noise)
