@@ -81,6 +81,42 @@ def bench_tcav(quick: bool) -> list[list]:
     return rows
 
 
+def kronfluence_scores(model, train, test, damping: float) -> torch.Tensor:
+    """Kronfluence's EK-FAC pairwise scores of every training point for the one test point
+    (its up-weighting convention: positive = training on the point lowers the test loss)."""
+    import copy
+    import logging
+
+    from kronfluence.analyzer import Analyzer, prepare_model
+    from kronfluence.arguments import FactorArguments, ScoreArguments
+    from kronfluence.task import Task
+
+    class Classification(Task):
+        def compute_train_loss(self, batch, model, sample=False):
+            xb, yb = batch
+            logits = model(xb)
+            if sample:
+                with torch.no_grad():
+                    yb = torch.multinomial(logits.softmax(1), 1).flatten()
+            return torch.nn.functional.cross_entropy(logits, yb, reduction="sum")
+
+        def compute_measurement(self, batch, model):
+            xb, yb = batch
+            return torch.nn.functional.cross_entropy(model(xb), yb, reduction="sum")
+
+    net = prepare_model(copy.deepcopy(model).float(), Classification())
+    with tempfile.TemporaryDirectory() as tmp:
+        an = Analyzer("bench", net, Classification(), cpu=True, disable_tqdm=True, output_dir=tmp,
+                      log_level=logging.ERROR)
+        an.fit_all_factors("f", torch.utils.data.TensorDataset(*train), per_device_batch_size=256,
+                           factor_args=FactorArguments(strategy="ekfac"))
+        an.compute_pairwise_scores("s", "f", torch.utils.data.TensorDataset(*test),
+                                   torch.utils.data.TensorDataset(*train), per_device_query_batch_size=1,
+                                   per_device_train_batch_size=256,
+                                   score_args=ScoreArguments(damping_factor=damping))
+        return an.load_pairwise_scores("s")["all_modules"][0]
+
+
 def bench_influence(quick: bool) -> list[list]:
     model, _ = see.zoo.load("logreg-digits")
     x, y = see.zoo.digits("train")
@@ -131,11 +167,11 @@ def bench_influence(quick: bool) -> list[list]:
     except ImportError as e:
         peer["captum"] = (None, f"not installed: {e}")
     try:
-        import kronfluence  # noqa: F401
-
-        peer["kronfluence EK-FAC"] = (None, "installed, not wired in this run")
+        peer["kronfluence EK-FAC"] = timed(lambda: kronfluence_scores(model, (x, y), test, lam))
     except ImportError:
         peer["kronfluence EK-FAC"] = (None, "not installed (pip install kronfluence)")
+    except Exception as e:  # a peer failing is a row, not a crash
+        peer["kronfluence EK-FAC"] = (None, f"failed: {type(e).__name__}: {str(e)[:60]}")
     points = set()
     for s, _ in list(runs.values()) + [v for v in peer.values() if v[0] is not None]:
         points |= set(s.double().abs().topk(k).indices.tolist())
