@@ -21,7 +21,8 @@ $(VENV)/.installed-test: pyproject.toml $(VENV)/.installed
 
 $(VENV)/.installed-bench: pyproject.toml $(VENV)/.installed
 	$(PIP) $(TORCH) -e '.[bench]'
-	$(PIP) --no-deps 'quantus>=0.6'   # its metadata asks for opencv-python (GUI build); the headless one is in [bench]
+	# --no-deps: quantus asks for opencv-python (GUI build), kronfluence for torchvision (replaces the CPU torch)
+	$(PIP) --no-deps 'quantus>=0.6' 'kronfluence>=1.0'
 	touch $@
 
 demo: $(VENV)/.installed

@@ -7,7 +7,7 @@ TCAV: seethrough vs Captum ``TCAV`` with the same R random sets on lenet-digits 
 t-test to its tutorial; it is added here with scipy). Influence on logreg-digits for a
 misclassified test digit: seethrough exact / cg / lissa / ekfac / tracin vs Captum's
 ``NaiveInfluenceFunction`` and ``TracInCP``, and Kronfluence's EK-FAC when installed
-(``pip install kronfluence``); top-10 agreement with seethrough's exact scores, and for every
+(``pip install --no-deps kronfluence``: it declares torchvision); top-10 agreement with seethrough's exact scores, and for every
 method the Pearson correlation of its scores with leave-one-out retraining over the k top points.
 """
 from __future__ import annotations
@@ -169,7 +169,7 @@ def bench_influence(quick: bool) -> list[list]:
     try:
         peer["kronfluence EK-FAC"] = timed(lambda: kronfluence_scores(model, (x, y), test, lam))
     except ImportError:
-        peer["kronfluence EK-FAC"] = (None, "not installed (pip install kronfluence)")
+        peer["kronfluence EK-FAC"] = (None, "not installed (pip install --no-deps kronfluence)")
     except Exception as e:  # a peer failing is a row, not a crash
         peer["kronfluence EK-FAC"] = (None, f"failed: {type(e).__name__}: {str(e)[:60]}")
     points = set()
