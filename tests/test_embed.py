@@ -102,7 +102,7 @@ def test_tsne_is_seeded_and_separates_well_separated_blobs(backend):
 
 
 def test_umap_is_seeded_and_separates_blobs():
-    pytest.importorskip("umap", reason="umap-learn is the optional 'umap' extra")
+    import umap  # noqa: F401  (a test dependency; the optional extra for users)
     x, y = _blobs(n_per=15)
     a = project(x, "umap", seed=0, n_neighbors=10)
     assert torch.equal(a, project(x, "umap", seed=0, n_neighbors=10))

