@@ -82,7 +82,7 @@ def masked_scores(
     offsets = torch.tensor([0, *counts]).cumsum(0)
     total = int(offsets[-1])
 
-    def evaluate(start: int, stop: int, net: nn.Module, layout: torch.memory_format) -> torch.Tensor:
+    def evaluate(start: int, stop: int) -> torch.Tensor:
         item = torch.arange(start, stop)
         img = torch.searchsorted(offsets, item, right=True) - 1
         local = item - offsets[img]
@@ -93,13 +93,9 @@ def masked_scores(
         return target_scores(out, target, None if indices is None else indices[img_d]).detach()
 
     with hooks(model), torch.no_grad():
-        net, layout = channels_last_copy(model, x)
-
-        def evaluate_fast(start: int, stop: int) -> torch.Tensor:
-            return evaluate(start, stop, net, layout)
-
+        net, layout = channels_last_copy(model, x)  # copied inside hooks(): the copy is in eval mode too
         scores = run_batched(
-            evaluate_fast, total, batch_size=batch_size, item_bytes=bytes_per_item(x, "forward"),
+            evaluate, total, batch_size=batch_size, item_bytes=bytes_per_item(x, "forward"),
             memory_budget=memory_budget, key=model_key(model, x, "forward"), progress=progress,
             desc=desc, device=x.device,
         )
@@ -118,7 +114,8 @@ def channels_last_copy(model: nn.Module, x: torch.Tensor) -> tuple[nn.Module, to
     >>> fast, layout = channels_last_copy(net, torch.rand(2, 3, 8, 8))
     >>> fast is not net, layout == torch.channels_last, net[0].weight.is_contiguous()
     (True, True, True)
-    >>> channels_last_copy(nn.Linear(4, 2), torch.rand(2, 4))[0] is not None
+    >>> lin = nn.Linear(4, 2)                     # no conv, no image batch: runs as given
+    >>> channels_last_copy(lin, torch.rand(2, 4)) == (lin, torch.contiguous_format)
     True
     """
     plain = (model, torch.contiguous_format)
