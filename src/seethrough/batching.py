@@ -19,6 +19,8 @@ from typing import Any, Callable, Hashable, Sequence
 import torch
 from tqdm.auto import tqdm
 
+from .progress import report
+
 _CHOSEN: dict[Hashable, int] = {}
 _PROBE_SIZES = (1, 4, 8, 16, 32, 64, 128, 256)
 
@@ -92,7 +94,9 @@ def run_batched(
     concatenated (dataset scans) and ``None`` is returned. ``item_bytes`` is the memory one
     item needs; with ``memory_budget`` (default: :func:`default_memory_budget` of ``device``)
     it caps the batch. An explicit ``batch_size`` wins over the probing (still halved on
-    out-of-memory). The progress bar appears only for runs over two seconds on a terminal.
+    out-of-memory). The progress bar appears only for runs over two seconds on a terminal;
+    every finished batch is also sent to :func:`seethrough.progress.report` as
+    ``(desc, items done, n)``, bar or not.
 
     >>> out = run_batched(lambda a, b: torch.arange(a, b) ** 2, 10, batch_size=3, progress=False)
     >>> out.tolist()
@@ -123,7 +127,8 @@ def run_batched(
             probing.append(cap)
     parts: list[Any] = []
     timings: dict[int, float] = {}
-    bar = tqdm(total=n, desc=desc or "batches", delay=2.0, disable=not progress or not sys.stderr.isatty(), leave=False)
+    desc = desc or "batches"
+    bar = tqdm(total=n, desc=desc, delay=2.0, disable=not progress or not sys.stderr.isatty(), leave=False)
     start = 0
     try:
         while start < n:
@@ -163,6 +168,7 @@ def run_batched(
                     if key is not None:
                         _CHOSEN[key] = size
             bar.update(stop - start)
+            report(desc, stop, n)
             start = stop
     finally:
         bar.close()

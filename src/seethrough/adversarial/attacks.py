@@ -20,6 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..progress import report
+
 PIXEL = 255.0  # ε and step sizes are in 0-255 pixel units; tensors live in [0, 1]
 
 Step = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -187,13 +189,15 @@ def _record(out: torch.Tensor, goal: torch.Tensor) -> tuple[torch.Tensor, torch.
 
 
 def perturb(
-    model: nn.Module, x: torch.Tensor, goal: torch.Tensor, targeted: bool, start: torch.Tensor, step: Step, steps: int
+    model: nn.Module, x: torch.Tensor, goal: torch.Tensor, targeted: bool, start: torch.Tensor, step: Step, steps: int,
+    desc: str = "attack step",
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Run ``steps`` steps from ``start``; the caller holds :func:`seethrough.hooks`.
 
     ``goal`` is the class to move away from (untargeted) or towards (targeted). Returns
     ``x_adv`` and the history ``(N, steps + 1)`` of the predicted class, its probability
-    and the goal's probability; column 0 is the clean input.
+    and the goal's probability; column 0 is the clean input. Every iteration is reported as
+    ``(desc, k, steps)`` (:mod:`seethrough.progress`).
     """
     with torch.no_grad():
         hist = [_record(model(x), goal)]
@@ -207,6 +211,7 @@ def perturb(
         (grad,) = torch.autograd.grad(loss, xk)
         with torch.no_grad():
             xk = step(xk.detach(), -grad if targeted else grad, x)
+        report(desc, k + 1, steps)
     with torch.no_grad():
         hist.append(_record(model(xk), goal))
     cls, prob, goal_prob = (torch.stack(h, dim=1) for h in zip(*hist))

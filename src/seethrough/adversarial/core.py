@@ -146,7 +146,7 @@ def attack(
         start, step, steps = build(x, gen, **opts)
 
         def run(a: int, b: int):
-            return perturb(model, x[a:b], goal[a:b], target_idx is not None, start[a:b], step, steps)
+            return perturb(model, x[a:b], goal[a:b], target_idx is not None, start[a:b], step, steps, f"{method} step")
 
         x_adv, h_cls, h_prob, h_goal = run_batched(
             run, len(x), batch_size=batch_size, item_bytes=bytes_per_item(x, "grad"),

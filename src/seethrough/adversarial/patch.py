@@ -16,6 +16,7 @@ from torch import nn
 from ..batching import bytes_per_item, model_key, run_batched
 from ..hooks import hooks
 from ..inputs import check_images
+from ..progress import report
 from ..targets import target_indices
 
 
@@ -131,7 +132,7 @@ def train_patch(
         goal = torch.full((batch,), t, dtype=torch.long, device=x.device)
         param = patch.clone().requires_grad_(True)
         opt = torch.optim.Adam([param], lr=lr)  # optimises our own tensor, never the model's
-        for _ in range(steps):
+        for k in range(steps):
             where = random_placements(batch, len(x), scale, max_angle, gen)
             loss = F.cross_entropy(model(apply_patch(x, param, where)), goal)
             (grad,) = torch.autograd.grad(loss, param)
@@ -140,6 +141,7 @@ def train_patch(
             with torch.no_grad():
                 param.clamp_(0, 1)  # a printable patch: valid pixels only
             losses.append(loss.detach())
+            report("patch step", k + 1, steps)
         patch = param.detach()
         held = random_placements(eval_placements * len(x), len(x), scale, max_angle, torch.Generator().manual_seed(seed + 10_007))
 

@@ -11,6 +11,7 @@ import warnings
 import torch
 
 from ..inputs import check_finite
+from ..progress import report
 
 METHODS = ("tsne", "pca", "umap")
 BACKENDS = ("auto", "opentsne", "sklearn")
@@ -83,7 +84,9 @@ def project(
     UMAP only; None to skip). A perplexity above what ``N`` samples support is clamped with
     a warning, and so is ``n_neighbors``. ``init``: t-SNE's starting layout, ``"pca"``
     (stable global structure; the seed then matters little) or ``"random"`` (the seed
-    decides the layout: the pitfall the report shows).
+    decides the layout: the pitfall the report shows). t-SNE reports its progress as
+    ``("t-SNE", iterations done, iterations)`` (scikit-learn: ``0/1`` then ``1/1``) to
+    :mod:`seethrough.progress`; a listener raising ``Cancelled`` stops it.
 
     >>> f = torch.randn(50, 10, generator=torch.Generator().manual_seed(0))
     >>> a = project(f, "tsne", seed=1, perplexity=10)
@@ -123,6 +126,27 @@ def _clamp_perplexity(perplexity: float, n: int) -> float:
     return float(perplexity)
 
 
+_TSNE = "t-SNE"
+_EARLY_ITERS, _ITERS = 250, 500  # openTSNE's defaults, spelled out so the reported total is right
+# openTSNE computes the KL divergence for each callback call, so not every iteration; 25
+# divides both phases, so the last call reports the total.
+_REPORT_EVERY = 25
+
+
+class _Iterations:
+    """An openTSNE callback that reports iterations across both phases (each phase counts
+    from 1 again in openTSNE). Returning False means "go on"; a ``Cancelled`` raised by the
+    listener passes through openTSNE untouched (it only catches its own interrupt)."""
+
+    def __init__(self, total: int):
+        self.done, self.total = 0, total
+
+    def __call__(self, iteration: int, error: float, embedding) -> bool:
+        self.done += _REPORT_EVERY
+        report(_TSNE, self.done, self.total)
+        return False
+
+
 def _tsne(x, perplexity: float, seed: int, init: str, backend: str, n_jobs: int):
     if backend in ("auto", "opentsne"):
         try:
@@ -131,12 +155,20 @@ def _tsne(x, perplexity: float, seed: int, init: str, backend: str, n_jobs: int)
             if backend == "opentsne":
                 raise ImportError("backend='opentsne' needs openTSNE: pip install openTSNE") from None
         else:
+            total = _EARLY_ITERS + _ITERS
             tsne = openTSNE.TSNE(n_components=2, perplexity=perplexity, random_state=seed, n_jobs=n_jobs,
-                                 negative_gradient_method="auto", initialization=init, verbose=False)
+                                 negative_gradient_method="auto", initialization=init, verbose=False,
+                                 early_exaggeration_iter=_EARLY_ITERS, n_iter=_ITERS,
+                                 callbacks=_Iterations(total), callbacks_every_iters=_REPORT_EVERY)
+            report(_TSNE, 0, total)
             return tsne.fit(x).view(type(x))  # a plain ndarray, not openTSNE's embedding object
     from sklearn.manifold import TSNE
 
-    return TSNE(n_components=2, perplexity=perplexity, init=init, random_state=seed, n_jobs=n_jobs).fit_transform(x)
+    # scikit-learn has no iteration callback: report the phase only.
+    report(_TSNE, 0, 1)
+    out = TSNE(n_components=2, perplexity=perplexity, init=init, random_state=seed, n_jobs=n_jobs).fit_transform(x)
+    report(_TSNE, 1, 1)
+    return out
 
 
 def _umap(x, n_neighbors: int, min_dist: float, seed: int):

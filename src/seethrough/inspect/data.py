@@ -12,6 +12,7 @@ import torch
 
 from ..batching import bytes_per_item, check_batch_size, run_batched
 from ..inputs import check_finite
+from ..progress import report
 
 Data = torch.Tensor | Iterable[Any]
 
@@ -75,6 +76,7 @@ def scan(
                 continue
             reduce_fn(start, map_fn(x))
             start += x.shape[0]
+            report(desc or "batches", start, 0)  # total 0: an iterable's length is unknown
         if start == 0:
             raise ValueError("data is empty: the iterable yielded no samples")
         return start

@@ -15,6 +15,7 @@ from torch import nn
 
 from ..hooks import hooks
 from ..inputs import check_images
+from ..progress import report
 from . import objectives as O
 from .engine import Visualization, check_positive, check_steps, chunked, forward_checked
 
@@ -98,6 +99,7 @@ def _dream(model, base, obj, sizes, steps, step_size, jitter, g):
                 (grad,) = torch.autograd.grad(s.sum(), xs)
                 grad = grad / grad.abs().flatten(1).mean(1).clamp_min(1e-12).view(-1, 1, 1, 1)
                 x = torch.roll(xs.detach() + step_size * grad, (-dy, -dx), (2, 3)).clamp(0, 1)
+                report("dream step", k * steps + step + 1, len(sizes) * steps)
             detail = x - scaled
         rec.clear()
     return x, torch.stack(trace, 1)

@@ -16,6 +16,7 @@ from torch import nn
 
 from ..batching import bytes_per_item, check_batch_size, model_key, run_batched
 from ..hooks import hooks
+from ..progress import report
 from . import param as _param
 from .priors import blur
 
@@ -84,12 +85,13 @@ def new_param(kind: str, shape: tuple[int, int, int, int], first: int, seed: int
 
 def ascend(model: nn.Module, p: _param.Param, score: Score, layers: Sequence[str], *, steps: int, lr: float,
            transform=None, penalty=None, extra: Score | None = None, blur_every: int = 0, blur_sigma: float = 0.5,
-           generator: torch.Generator | None = None) -> torch.Tensor:
+           generator: torch.Generator | None = None, desc: str = "visualize step") -> torch.Tensor:
     """Maximise ``score + extra − penalty`` over ``p`` with Adam; returns the trace of ``score``
     ``(N, steps)`` (``extra`` - a diversity term - is optimised but not traced).
 
     The transformed image is resized back to ``p``'s size, so models with a fixed input
-    size (a LeNet) take transforms that pad or rescale.
+    size (a LeNet) take transforms that pad or rescale. Every step is reported as
+    ``(desc, step, steps)`` (:mod:`seethrough.progress`); a listener raising ``Cancelled`` stops the loop.
     """
     step_adam = _adam(p.raw, lr)
     size = None
@@ -114,6 +116,7 @@ def ascend(model: nn.Module, p: _param.Param, score: Score, layers: Sequence[str
             if blur_every and (step + 1) % blur_every == 0 and step + 1 < steps:
                 with torch.no_grad():
                     p.set_image(blur(p.image(), blur_sigma))
+            report(desc, step + 1, steps)
         rec.clear()
     return torch.stack(trace, 1)
 

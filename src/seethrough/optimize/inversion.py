@@ -94,7 +94,7 @@ def invert(
 
         p = new_param(param, (stop - start, *shape), start, seed, None, x.device, x.dtype)
         trace = ascend(model, p, score, layers, steps=steps, lr=lr, transform=transform, penalty=prior,
-                       generator=torch.Generator().manual_seed(seed))
+                       generator=torch.Generator().manual_seed(seed), desc="invert step")
         return p.image().detach(), -trace
 
     xs, trace = chunked(run, n * len(layers), x, model, "invert", batch_size, "invert")

@@ -11,6 +11,7 @@ from typing import Any, Sequence
 
 from PIL import Image
 
+from ..progress import Cancelled
 from .registry import SECTIONS, Block, Context, Figure, Table, Text
 
 _CSS = """
@@ -109,6 +110,8 @@ def write_report(out: str | Path = "report", sections: Sequence[str] | None = No
         try:
             blocks = sec.build(ctx)
             body = "".join(_block_html(b, key, n, img_dir) for n, b in enumerate(blocks))
+        except Cancelled:  # the caller stopped the job: not a broken section
+            raise
         except Exception as err:  # a broken section must not take the report down with it
             result.failures[key] = f"{type(err).__name__}: {err}"
             body = (f"<div class='failed'>This section failed: {html.escape(result.failures[key])}\n\n"
