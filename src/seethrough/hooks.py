@@ -79,6 +79,7 @@ def hooks(
     *,
     train: bool = False,
     detach: bool = False,
+    strict: bool = True,
 ) -> Iterator[Recorder]:
     """Capture layer outputs and/or swap backward rules, leaving the model as found.
 
@@ -89,6 +90,8 @@ def hooks(
     ``rules``: maps a module type (or tuple of types, or ``predicate(name, module)``) to a
     rule ``(module, x, y, grad_y) -> grad_x``; the first matching selector wins.
     ``train``: run in train mode (buffers such as BatchNorm statistics are restored).
+    ``strict=False``: a captured layer whose output is not a tensor (a tuple, a dict) is
+    skipped instead of raising, for surveys over every module.
 
     >>> import torch, seethrough as see
     >>> net = torch.nn.Sequential(torch.nn.Linear(2, 3), torch.nn.ReLU(), torch.nn.Linear(3, 1))
@@ -110,7 +113,7 @@ def hooks(
         for p in grads_wanted:
             p.requires_grad_(False)
         for name, module in targets.items():
-            handles.append(module.register_forward_hook(_capture_hook(rec, name, detach)))
+            handles.append(module.register_forward_hook(_capture_hook(rec, name, detach, strict)))
         if rules:
             for name, module in model.named_modules():
                 rule = next((r for s, r in rules.items() if _matches(s, name, module)), None)
@@ -129,9 +132,11 @@ def hooks(
                 b.copy_(saved)
 
 
-def _capture_hook(rec: Recorder, name: str, detach: bool):
+def _capture_hook(rec: Recorder, name: str, detach: bool, strict: bool = True):
     def hook(module, inputs, output):
         if not isinstance(output, torch.Tensor):
+            if not strict:
+                return None
             raise TypeError(f"layer {name!r} returns {type(output).__name__}, not a tensor; capture a layer that outputs a tensor")
         rec.calls[name] += 1
         rec.order.append(name)

@@ -82,3 +82,23 @@ def _check_labels(labels: object, n: int) -> torch.Tensor:
     if labels.is_floating_point() or labels.dtype == torch.bool or (len(labels) and int(labels.min()) < 0):
         raise ValueError("labels must be non-negative integer class indices (int64), e.g. the y of see.zoo.digits()")
     return labels.long()
+
+
+def nearest(features: torch.Tensor, query: int, k: int = 5) -> torch.Tensor:
+    """Indices of the ``k`` rows of ``features`` closest to row ``query`` (Euclidean, itself
+    left out), nearest first.
+
+    >>> nearest(torch.tensor([[0.0], [0.1], [0.3], [5.0]]), 0, k=2).tolist()
+    [1, 2]
+    """
+    features = check_features(features)
+    n = len(features)
+    if isinstance(query, bool) or not isinstance(query, int) or not -n <= query < n:
+        raise ValueError(f"query must be a row index in 0..{n - 1}, got {query!r}")
+    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k < n:
+        raise ValueError(f"k must be an int in 1..{n - 1} (neighbours of one of {n} rows), got {k!r}")
+    f = features.detach().to(torch.float64)
+    query %= n  # a negative index counts from the end, as in Python
+    d = torch.cdist(f[query:query + 1], f)[0]
+    d[query] = float("inf")
+    return d.topk(k, largest=False).indices

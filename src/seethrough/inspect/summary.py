@@ -18,18 +18,21 @@ class LayerInfo:
     calls: int
 
 
-def summary(model: nn.Module, x: torch.Tensor) -> list[LayerInfo]:
+def summary(model: nn.Module, x: torch.Tensor, *, containers: bool = False) -> list[LayerInfo]:
     """One forward pass of ``x`` recording each leaf layer's output shape (per sample).
 
-    Layers not called in the forward are listed with ``output_shape=None``.
+    Layers not called in the forward, or (``containers=True``, which lists every named
+    module such as ``blocks.3``) whose output is not a tensor, have ``output_shape=None``.
 
     >>> import seethrough as see
     >>> net = torch.nn.Sequential(torch.nn.Linear(2, 3), torch.nn.ReLU())
     >>> [(i.name, i.output_shape, i.params) for i in see.inspect.summary(net, torch.ones(1, 2))]
     [('0', (3,), 9), ('1', (3,), 0)]
+    >>> [i.name for i in see.inspect.summary(torch.nn.Sequential(net), torch.ones(1, 2), containers=True)]
+    ['0', '0.0', '0.1']
     """
-    leaves = [n for n, m in model.named_modules() if n and not any(True for _ in m.children())]
-    with torch.no_grad(), hooks(model, capture=leaves, detach=True) as rec:
+    leaves = [n for n, m in model.named_modules() if n and (containers or not any(True for _ in m.children()))]
+    with torch.no_grad(), hooks(model, capture=leaves, detach=True, strict=not containers) as rec:
         model(x)
     modules = dict(model.named_modules())
     out = []

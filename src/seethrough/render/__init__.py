@@ -4,7 +4,7 @@ from .optimize import figure_to_image, gallery, trace_plot  # noqa: F401
 from .lime import lime_mask, superpixel_boundaries  # noqa: F401
 from .heatmap import overlay, panel  # noqa: F401
 from .scatter import embedding, scatter, scatter_grid  # noqa: F401
-from .grids import channel_grid, filter_grid, tile, topk_grid  # noqa: F401
+from .grids import channel_grid, channel_tiles, filter_grid, tile, topk_grid  # noqa: F401
 from .plots import histogram_plot, importance_plot, sparsity_plot, weight_health_plot  # noqa: F401
 from .animation import hyperplane_frame, hyperplane_frames, save_gif  # noqa: F401
 from .adversarial import attack_figure, difference, patch_figure, robustness_plot, save_png  # noqa: F401

@@ -64,17 +64,34 @@ def channel_grid(act: torch.Tensor, channels: torch.Tensor | None = None, *, nco
     >>> channel_grid(torch.rand(6, 4, 4), ncol=3, scale=1).size
     (16, 11)
     """
+    a = _scaled_maps(act, channels, normalize, "channel_grid")
+    ncol = ncol or math.ceil(math.sqrt(a.shape[0]))
+    scale = scale or max(1, 96 // a.shape[-1])
+    return tile(a, ncol, scale=scale)
+
+
+def channel_tiles(act: torch.Tensor, channels: torch.Tensor | None = None, *, normalize: str = "layer",
+                  scale: int | None = None) -> list[Image.Image]:
+    """The maps of :func:`channel_grid` as one image per channel (for clickable grids), on the
+    same scale: ``normalize="layer"`` keeps a dead channel black next to a strong one.
+
+    >>> [t.size for t in channel_tiles(torch.rand(3, 4, 4), scale=2)]
+    [(8, 8), (8, 8), (8, 8)]
+    """
+    a = _scaled_maps(act, channels, normalize, "channel_tiles")
+    scale = scale or max(1, 48 // a.shape[-1])
+    return [tile(m[None], 1, pad=0, scale=scale) for m in a]
+
+
+def _scaled_maps(act: torch.Tensor, channels: torch.Tensor | None, normalize: str, caller: str) -> np.ndarray:
     if not isinstance(act, torch.Tensor) or act.dim() != 3:
-        raise ValueError(f"channel_grid expects one sample's maps (C, H, W), got {getattr(act, 'shape', type(act).__name__)}")
+        raise ValueError(f"{caller} expects one sample's maps (C, H, W), got {getattr(act, 'shape', type(act).__name__)}")
     a = (act if channels is None else act[channels]).detach().cpu().double().numpy()
     if normalize not in ("layer", "channel"):
         raise ValueError(f"normalize must be 'layer' or 'channel', got {normalize!r}")
     axes = (0, 1, 2) if normalize == "layer" else (1, 2)
     lo, hi = a.min(axis=axes, keepdims=True), a.max(axis=axes, keepdims=True)
-    a = (a - lo) / np.where(hi > lo, hi - lo, 1.0)
-    ncol = ncol or math.ceil(math.sqrt(a.shape[0]))
-    scale = scale or max(1, 96 // a.shape[-1])
-    return tile(a, ncol, scale=scale)
+    return (a - lo) / np.where(hi > lo, hi - lo, 1.0)
 
 
 def _cells(x: torch.Tensor) -> np.ndarray:
