@@ -5,7 +5,8 @@ PIP    := $(PY) -m pip install --quiet --disable-pip-version-check
 # The CPU build of torch is pinned here, installed first; the package itself accepts torch>=2.2.
 TORCH  := torch==2.13.0
 
-.PHONY: demo test bench clean
+.PHONY: demo test bench screenshots chromium clean
+SUDO   := $(if $(filter 0,$(shell id -u)),,sudo)
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -28,8 +29,19 @@ $(VENV)/.installed-bench: pyproject.toml $(VENV)/.installed
 demo: $(VENV)/.installed
 	$(VENV)/bin/seethrough report --out report
 
-test: $(VENV)/.installed-test
+test: $(VENV)/.installed-test chromium
 	$(PY) -m pytest
+
+# The explorer's browser tests drive Debian's Chromium through Playwright (`playwright install`
+# is never run: it downloads a browser). Without it those tests skip and say why.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium chromium-driver >/dev/null; } || \
+		echo "warning: could not install chromium (apt-get install -y chromium chromium-driver); the browser tests will skip"
+
+# The README's explorer pictures, taken by the browser tests themselves.
+screenshots: $(VENV)/.installed-test chromium
+	SEETHROUGH_SCREENSHOTS=docs/img/explorer $(PY) -m pytest -q -m browser tests/web/test_browser.py
 
 bench: $(VENV)/.installed-bench
 	$(PY) benchmarks/run.py
@@ -37,6 +49,7 @@ bench: $(VENV)/.installed-bench
 	$(PY) benchmarks/bench_optimize.py
 	$(PY) benchmarks/trust.py
 	$(PY) benchmarks/bench_concepts.py
+	$(PY) benchmarks/explorer.py
 
 clean:
 	rm -rf $(VENV) report

@@ -5,7 +5,7 @@
 ['efficientnet-lite0', 'lenet-digits', 'logreg-digits', 'mlp-2d']
 """
 from . import inspect, render, report, zoo
-from . import metrics, sanity
+from . import metrics, progress, sanity
 from .attribution import METHODS, attribute
 from .predict import Prediction, predict
 from .hooks import Recorder, hooks
@@ -21,7 +21,8 @@ from .adversarial import ATTACKS, AttackResult, adversarial_training, attack, ro
 from .influence import Influence, influence  # the function shadows the subpackage, like embed
 from . import concepts
 from .distill import Surrogate, distill  # the function shadows the subpackage, like embed
+from .web import explore  # fastapi is imported only when the explorer starts
 
 __version__ = "0.1.0"
 
-__all__ = ["attribute", "METHODS", "render", "zoo", "inspect", "report", "predict", "Prediction", "hooks", "Recorder", "layer_names", "resolve_layer", "target_indices", "target_scores", "integrated_gradients", "IGResult", "lime", "kernel_shap", "superpixels", "SuperpixelExplanation", "optimize", "visualize", "dream", "invert", "Visualization", "Inversion", "embed", "Embedding", "activations", "filters", "hyperplanes", "layer_stats", "topk", "weight_health", "ATTACKS", "AttackResult", "attack", "sphere_test", "transfer", "train_patch", "adversarial_training", "robust_accuracy", "sanity", "metrics", "__version__"]
+__all__ = ["attribute", "METHODS", "render", "zoo", "inspect", "report", "predict", "Prediction", "hooks", "Recorder", "layer_names", "resolve_layer", "target_indices", "target_scores", "integrated_gradients", "IGResult", "lime", "kernel_shap", "superpixels", "SuperpixelExplanation", "optimize", "visualize", "dream", "invert", "Visualization", "Inversion", "embed", "Embedding", "activations", "filters", "hyperplanes", "layer_stats", "topk", "weight_health", "ATTACKS", "AttackResult", "attack", "sphere_test", "transfer", "train_patch", "adversarial_training", "robust_accuracy", "sanity", "metrics", "progress", "explore", "__version__"]

@@ -1,0 +1,48 @@
+"""``seethrough explore``: the local web explorer (needs ``pip install 'seethrough[explore]'``)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from seethrough.cli import ArchOpt, ModelOpt, UnsafeOpt, app, friendly, load
+
+
+@app.command()
+@friendly
+def explore(
+    model: str = ModelOpt,
+    arch: Optional[str] = ArchOpt,
+    unsafe_pickle: bool = UnsafeOpt,
+    images: Optional[Path] = typer.Option(None, "--images", help="a folder of PNG/JPEG/WebP inputs to pick from "
+                                          "(default: the bundled photos, or test digits for a digits model)"),
+    host: str = typer.Option("127.0.0.1", "--host", help="address to listen on; anything but localhost is reachable "
+                             "by others and the explorer has no authentication"),
+    port: int = typer.Option(0, "--port", help="0 picks a free port; the URL is printed"),
+    no_browser: bool = typer.Option(False, "--no-browser", help="do not open a browser tab"),
+    threads: Optional[int] = typer.Option(None, "--threads", help="torch threads, set once at start-up (default: torch's)"),
+    workers: int = typer.Option(1, "--workers", help="model computations at a time; the rest wait in a queue"),
+):
+    """Serve an interactive explorer of the model: predictions, activations, units, attribution,
+    embeddings and adversarial examples, on this machine only by default."""
+    try:
+        from seethrough.web.app import create_app
+        from seethrough.web.server import serve
+    except ImportError as e:
+        from seethrough.web import EXTRA
+
+        raise ValueError(f"{EXTRA} ({e})") from None
+    import torch
+
+    from seethrough.web.session import session_for
+
+    if threads is not None:
+        if threads < 1:
+            raise ValueError(f"--threads must be at least 1, got {threads}")
+        torch.set_num_threads(threads)
+    if workers < 1:
+        raise ValueError(f"--workers must be at least 1, got {workers}")
+    loaded = load(model, arch, unsafe_pickle)  # read once, here, from the user's own command line
+    session = session_for(loaded.model, loaded.preprocess, name=loaded.name, labels=loaded.labels, images=images)
+    serve(create_app(session, workers=workers), host, port, open_browser=not no_browser)

@@ -1,0 +1,146 @@
+"""What one explorer serves: the model, its preprocessing, labels, inputs and a data set.
+
+Everything here is read once, on the user's own command line or Python call; the web layer
+never receives a model, a path or a pickle. Inputs are stored as preprocessed tensors keyed
+by a name (bundled) or a content hash (uploads, bounded in memory).
+"""
+from __future__ import annotations
+
+import io
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import torch
+from torch import nn
+
+from .. import zoo
+from ..inspect import summary
+from .uploads import FORMATS, UploadError, content_hash, decode_image
+
+DIGIT_MODELS = ("lenet-digits", "logreg-digits")
+
+
+@dataclass
+class Session:
+    """A model with what the explorer shows it: ``inputs`` name → ``(1, C, H, W)`` in [0, 1]
+    and ``data = (x, y)`` for the projector and the unit browser's top-k examples."""
+
+    model: nn.Module
+    preprocess: Callable
+    name: str
+    labels: list[str] | None = None
+    inputs: dict[str, torch.Tensor] = field(default_factory=dict)
+    data: tuple[torch.Tensor, torch.Tensor] | None = None
+    max_uploads: int = 64
+    _uploads: OrderedDict = field(default_factory=OrderedDict, init=False, repr=False)
+    _guard: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+    _layers: list | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.model, nn.Module):
+            raise TypeError(f"model must be a torch.nn.Module, got {type(self.model).__name__}")
+        if not self.inputs:
+            raise ValueError("the explorer needs at least one input image (inputs= or images=)")
+        self.model.eval()
+
+    def input(self, input_id: str) -> torch.Tensor:
+        if input_id in self.inputs:
+            return self.inputs[input_id]
+        with self._guard:
+            if input_id in self._uploads:
+                self._uploads.move_to_end(input_id)
+                return self._uploads[input_id]
+        raise KeyError(f"unknown input {input_id!r}: pick a bundled image ({', '.join(self.inputs)}) or upload one")
+
+    def add_upload(self, data: bytes, **limits: int) -> str:
+        """Decode (PNG/JPEG/WebP only), preprocess and store an upload; its id is the content hash."""
+        image = decode_image(data, **limits)
+        try:
+            x = self.preprocess(image)
+        except ValueError as e:
+            raise UploadError(400, f"the model's preprocessing refused the image: {e}") from None
+        input_id = "u" + content_hash(data)
+        with self._guard:
+            self._uploads[input_id] = x
+            self._uploads.move_to_end(input_id)
+            while len(self._uploads) > self.max_uploads:
+                self._uploads.popitem(last=False)
+        return input_id
+
+    def input_names(self) -> list[str]:
+        with self._guard:
+            return list(self.inputs) + list(self._uploads)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(next(iter(self.inputs.values())).shape[1:])
+
+    def layers(self) -> list[dict]:
+        """Every named module whose output is a tensor, in definition order, with its shape."""
+        if self._layers is None:
+            infos = summary(self.model, next(iter(self.inputs.values())), containers=True)
+            self._layers = [{"name": i.name, "kind": i.kind, "shape": list(i.output_shape)}
+                            for i in infos if i.output_shape is not None]
+        return self._layers
+
+
+def from_zoo(name: str, images: str | Path | None = None) -> Session:
+    """A session for a zoo model with its bundled inputs and data set.
+
+    >>> s = from_zoo("lenet-digits")
+    >>> sorted(s.inputs)[:2], tuple(s.data[0].shape[1:])
+    (['digit-0', 'digit-1'], (1, 32, 32))
+    """
+    model, prep = zoo.load(name)
+    return session_for(model, prep, name=name, labels=zoo.labels(name), images=images)
+
+
+def session_for(model: nn.Module, preprocess: Callable, *, name: str = "model", labels: Sequence[str] | None = None,
+                images: str | Path | dict | None = None, data: tuple[torch.Tensor, torch.Tensor] | None = None) -> Session:
+    """Fill in bundled inputs and a data set where the caller gave none: the digits test set for
+    one-channel 32×32 models, scikit-image's photos and foolbox's 20 labelled ImageNet photos for
+    three-channel ones."""
+    inputs = _inputs(images, preprocess) if images is not None else None
+    if inputs is None or data is None:
+        probe = _default_inputs(preprocess, name)
+        channels = next(iter(probe.values())).shape[1]
+        if inputs is None:
+            inputs = probe
+        if data is None:
+            data = zoo.digits("test") if channels == 1 else zoo.imagenet_samples(size=next(iter(inputs.values())).shape[-1])
+    return Session(model, preprocess, name, list(labels) if labels is not None else None, inputs, data)
+
+
+def _default_inputs(preprocess: Callable, name: str) -> dict[str, torch.Tensor]:
+    if name in DIGIT_MODELS or getattr(preprocess, "grayscale", False):
+        x, y = zoo.digits("test")
+        return {f"digit-{d}": x[int((y == d).nonzero()[0])][None] for d in range(10)}
+    return {n: preprocess(zoo.image(n)) for n in zoo.images()}
+
+
+def _inputs(images: str | Path | dict, preprocess: Callable) -> dict[str, torch.Tensor]:
+    if isinstance(images, dict):
+        return {str(k): v if isinstance(v, torch.Tensor) else preprocess(v) for k, v in images.items()}
+    folder = Path(images)
+    if not folder.is_dir():
+        raise ValueError(f"--images must be a folder of PNG/JPEG/WebP files, {folder} is not a folder")
+    out = {}
+    for path in sorted(folder.iterdir()):
+        if path.is_file():
+            try:
+                out[path.stem] = preprocess(decode_image(path.read_bytes()))
+            except UploadError as e:
+                print(f"skipping {path.name}: {e.message}")
+    if not out:
+        raise ValueError(f"no readable {', '.join(FORMATS)} image in {folder}")
+    return out
+
+
+def png(image) -> bytes:
+    """A PIL image as PNG bytes."""
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    return buf.getvalue()

@@ -1,0 +1,177 @@
+"""What each explorer view shows, as JSON: every number comes from a public library call.
+
+These functions only pick inputs, call ``seethrough``'s functions and encode their results
+(PNG data URLs, lists); the web layer caches them and the page draws them.
+"""
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+import torch
+
+from .. import render
+from ..adversarial import ATTACKS, attack
+from ..attribution import METHODS, attribute
+from ..embed import METHODS as PROJECTIONS
+from ..embed import embed, max_perplexity, nearest
+from ..inspect import activations, crops, filters, pick_channels, topk
+from ..optimize import visualize
+from ..predict import predict
+from ..zoo import to_image
+from .session import Session, png
+
+MAX_TILES = 256  # wider layers show a stated subset unless the user asks for all channels
+EPS_GRID = (0, 0.25, 0.5, 1, 1.5, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64)  # ε in 0-255 pixel units
+ATTACK_STEPS = 10
+TOPK = 9
+
+
+def data_url(image) -> str:
+    """A PIL image as a ``data:image/png`` URL, so a view's pictures arrive in one JSON reply."""
+    return "data:image/png;base64," + base64.b64encode(png(image)).decode()
+
+
+def _name(s: Session, c: int) -> str:
+    return s.labels[c] if s.labels is not None and c < len(s.labels) else str(c)
+
+
+def thumbnail(s: Session, index: int, size: int = 64) -> bytes:
+    """One data set sample as a small PNG (the projector's hover picture)."""
+    image = to_image(s.data[0][index])
+    scale = max(1, size // max(image.size))
+    return png(image.resize((image.width * scale, image.height * scale)) if scale > 1 else image)
+
+
+def predictions(s: Session, input_id: str, k: int = 5) -> dict[str, Any]:
+    """Top-``k`` classes of one input, and the input as the model sees it."""
+    x = s.input(input_id)
+    top = predict(s.model, x, k=k, labels=s.labels)[0]
+    return {"input": input_id, "image": data_url(to_image(x)), "shape": list(x.shape[1:]),
+            "top": [{"index": p.index, "label": p.label, "probability": p.probability} for p in top]}
+
+
+def _maps(act: torch.Tensor) -> torch.Tensor:
+    """One sample's activation as maps ``(C, H, W)``; a vector's units become 1×1 maps."""
+    return act if act.dim() == 3 else act.reshape(act.shape[0], 1, 1) if act.dim() == 1 else act.reshape(act.shape[0], -1, 1)
+
+
+def activation_grid(s: Session, input_id: str, layer: str, show: str = "auto", seed: int = 0) -> dict[str, Any]:
+    """Every channel map of ``layer`` for one input, or a stated subset (``show``: ``auto`` = all
+    up to 256 channels, else the 256 with the most energy; ``all``; ``random``)."""
+    act = _maps(activations(s.model, s.input(input_id), layer)[layer][0])
+    c = act.shape[0]
+    n = min(MAX_TILES, c)
+    if show == "all" or (show in ("auto", "random") and n == c):
+        idx, rule = torch.arange(c), f"all {c} channels"
+    elif show in ("auto", "energy"):
+        idx, rule = pick_channels(act, n, how="energy"), f"the {n} of {c} channels with the most energy (mean square), strongest first"
+    elif show == "random":
+        idx, rule = pick_channels(act, n, how="random", seed=seed), f"{n} of {c} channels drawn at random (seed {seed})"
+    else:
+        raise ValueError(f"show must be 'auto', 'all', 'energy' or 'random', got {show!r}")
+    tiles = render.channel_tiles(act, idx)
+    return {"layer": layer, "channels": c, "map": list(act.shape[1:]), "rule": rule, "shown": idx.tolist(),
+            "tiles": [data_url(t) for t in tiles]}
+
+
+def unit(s: Session, input_id: str, layer: str, channel: int, k: int = TOPK, steps: int | None = None) -> dict[str, Any]:
+    """One channel: its filter, its map on the input, its top-``k`` data set examples (cropped to
+    their receptive fields for conv layers) and its activation-maximisation picture."""
+    x = s.input(input_id)
+    act = _maps(activations(s.model, x, layer)[layer][0])
+    if not 0 <= channel < act.shape[0]:
+        raise ValueError(f"channel {channel} is out of range: layer {layer!r} has {act.shape[0]} channels (0..{act.shape[0] - 1})")
+    out: dict[str, Any] = {"layer": layer, "channel": channel, "filter": None,
+                           "map": data_url(render.channel_tiles(act, torch.tensor([channel]), scale=max(1, 160 // act.shape[-1]))[0])}
+    try:
+        w = filters(s.model, layer)[channel:channel + 1]
+        out["filter"] = data_url(render.filter_grid(w, scale=max(4, 96 // max(w.shape[-2:]))))
+    except (ValueError, TypeError):
+        out["filter_note"] = f"{layer!r} is not a convolution: no filter to show"
+    if s.data is None:
+        out["examples"], out["examples_note"] = [], "no data set: start the explorer with data="
+    else:
+        data_x, data_y = s.data
+        r = topk(s.model, data_x, layer, unit=channel, k=min(k, len(data_x)), progress=False)
+        idx = r.indices[0]
+        pics = data_x[idx] if r.boxes is None else crops(data_x[idx], r.boxes[0])
+        out["examples"] = [{"index": int(i), "value": float(v), "label": _name(s, int(data_y[i])), "image": data_url(to_image(p))}
+                           for i, v, p in zip(idx, r.values[0], pics)]
+        out["examples_note"] = "receptive-field crops" if r.boxes is not None else "whole inputs"
+    steps = steps or (128 if s.shape[0] == 1 else 64)
+    v = visualize(s.model, f"channel:{layer}:{channel}", size=s.shape[-1], channels=s.shape[0], steps=steps, seed=0)
+    out["maximize"] = data_url(to_image(v.x[0]))
+    out["maximize_note"] = f"{steps} steps of Adam on a Fourier image with jitter, seed 0"
+    return out
+
+
+def attribution(s: Session, input_id: str, method: str, target: int | None = None) -> dict[str, Any]:
+    """One method's map over the input, with the trust badge beside it."""
+    if method not in METHODS:
+        raise ValueError(f"unknown attribution method {method!r}; available: {', '.join(METHODS)}")
+    x = s.input(input_id)
+    if target is None:
+        target = predict(s.model, x, k=1)[0][0].index
+    a, badge = attribute(s.model, x, method, target, trust=True)
+    return {"method": method, "family": METHODS[method].family, "paper": METHODS[method].paper, "target": target,
+            "label": _name(s, target), "overlay": data_url(render.overlay(x, a)), "summary": badge.summary(0),
+            "badge": {"top_layer": badge.top_layer, "randomized_top": float(badge.randomized_top[0]),
+                      "deletion": float(badge.deletion[0]), "deletion_random": float(badge.deletion_random[0]),
+                      "insertion": float(badge.insertion[0]), "insertion_random": float(badge.insertion_random[0]),
+                      "verdict": badge.verdict[0]}}
+
+
+def projection(s: Session, input_id: str, layer: str, method: str = "pca", n: int = 200, seed: int = 0,
+               k: int = 5) -> dict[str, Any]:
+    """``n`` data set samples (a seeded draw) and the current input embedded by ``method``; the
+    input's nearest neighbours in the layer's (PCA-reduced) space."""
+    if s.data is None:
+        raise ValueError("no data set to project: start the explorer with data=(x, labels)")
+    if method not in PROJECTIONS:
+        raise ValueError(f"unknown projection {method!r}; choose one of {', '.join(PROJECTIONS)}")
+    data_x, data_y = s.data
+    n = max(k + 2, min(int(n), len(data_x)))
+    pick = torch.randperm(len(data_x), generator=torch.Generator().manual_seed(seed))[:n].sort().values
+    x = s.input(input_id)
+    pred = predict(s.model, x, k=1)[0][0].index
+    xs, ys = torch.cat([data_x[pick], x]), torch.cat([data_y[pick], torch.tensor([pred])])
+    e = embed(s.model, (xs, ys), [layer], method, seed=seed, perplexity=min(30.0, max_perplexity(len(xs)) - 1),
+              progress=False)
+    xy = e[layer]
+    lo, hi = xy.min(0).values, xy.max(0).values
+    xy = ((xy - lo) / (hi - lo).clamp_min(1e-12)).tolist()  # to the unit square for drawing
+    near = nearest(e.features[layer], len(xs) - 1, k=k)
+    sep = e.separation.get(layer)
+    return {"layer": layer, "method": method, "n": n, "available": len(data_x), "seed": seed,
+            "points": [{"x": p[0], "y": p[1], "label": int(data_y[i]), "name": _name(s, int(data_y[i])), "index": int(i)}
+                       for p, i in zip(xy[:-1], pick)],
+            "input": {"x": xy[-1][0], "y": xy[-1][1], "predicted": _name(s, pred)},
+            "neighbors": [{"index": int(pick[j]), "label": _name(s, int(data_y[pick[j]]))} for j in near],
+            "separation": None if sep is None else sep._asdict()}
+
+
+def attack_options(method: str, eps: float) -> dict[str, Any]:
+    if method not in ATTACKS or "eps" not in ATTACKS[method].defaults:
+        usable = [a for a, spec in ATTACKS.items() if "eps" in spec.defaults]
+        raise ValueError(f"attack {method!r} has no ε budget to slide; choose one of {', '.join(usable)}")
+    options: dict[str, Any] = {"eps": float(eps)}
+    if "steps" in ATTACKS[method].defaults:
+        options["steps"] = ATTACK_STEPS
+    return options
+
+
+def adversarial(s: Session, input_id: str, method: str, eps: float) -> dict[str, Any]:
+    """The input attacked at budget ``eps`` (pixel units): label, probability, the perturbed image
+    and the perturbation amplified to be visible."""
+    x = s.input(input_id)
+    options = attack_options(method, eps)
+    if eps == 0:  # no budget: the clean image, as the model sees it
+        top = predict(s.model, x, k=1, labels=s.labels)[0][0]
+        return {"method": method, "eps": 0.0, "index": top.index, "label": top.label, "probability": top.probability,
+                "flipped": False, "image": data_url(to_image(x)), "perturbation": data_url(render.difference(x, x)), "linf": 0.0}
+    r = attack(s.model, x, method, progress=False, **options)
+    c = int(r.pred[0])
+    return {"method": method, "eps": float(eps), "index": c, "label": _name(s, c), "probability": float(r.prob[0]),
+            "flipped": bool(r.success[0]), "image": data_url(to_image(r.x_adv[0])),
+            "perturbation": data_url(render.difference(x, r.x_adv)), "linf": float(r.linf[0])}
