@@ -138,6 +138,8 @@ def test_flip_marks_the_smallest_eps_that_changes_the_label(client):
     ("/api/adversarial?input=digit-1&eps=abc", 400, "eps must be float"),
     ("/api/projection?input=digit-1&layer=fc2&method=mds", 400, "unknown projection"),
     ("/api/activations?input=digit-1", 400, "needs the parameter 'layer'"),
+    ("/api/projection?input=digit-1&layer=fc2&n=-5", 400, "sample size must be at least 7"),
+    ("/api/adversarial?input=digit-1&method=pgd&eps=nan", 400, "must lie in [0, 255]"),
     ("/api/secrets", 404, "no view"),
 ])
 def test_bad_requests_say_what_was_wrong(client, url, status, words):

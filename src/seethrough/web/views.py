@@ -131,7 +131,9 @@ def projection(s: Session, input_id: str, layer: str, method: str = "pca", n: in
     if method not in PROJECTIONS:
         raise ValueError(f"unknown projection {method!r}; choose one of {', '.join(PROJECTIONS)}")
     data_x, data_y = s.data
-    n = max(k + 2, min(int(n), len(data_x)))
+    if n < k + 2:
+        raise ValueError(f"the sample size must be at least {k + 2} (the input's {k} nearest neighbours among them), got {n}")
+    n = min(n, len(data_x))  # the reply states the n used
     pick = torch.randperm(len(data_x), generator=torch.Generator().manual_seed(seed))[:n].sort().values
     x = s.input(input_id)
     pred = predict(s.model, x, k=1)[0][0].index
