@@ -4,7 +4,9 @@ integrated gradients.
 Every pass is a forward plus ``torch.autograd.grad`` with respect to the input only; the many
 noisy or interpolated copies of SmoothGrad and integrated gradients run through
 :func:`seethrough.batching.run_batched` and are accumulated as they arrive, so memory stays
-bounded by one batch.
+bounded by one batch. Those many passes run on a channels-last copy of a conv model
+(:func:`seethrough.attribution.masking.channels_last_copy`; forward + input gradient measured
+1.3-1.4× faster per image on EfficientNet-Lite0 at batch 8); the user's model keeps its layout.
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from ..hooks import hooks
 from ..targets import target_indices, target_scores
 from .common import (check_nonneg_float, check_positive_int, input_gradient, make_baseline, reject_unknown,
                      resolve_target)
+from .masking import channels_last_copy
 from .registry import register
 
 __all__ = ["saliency", "grad_x_input", "sensitivity", "smoothgrad", "integrated_gradients", "IGResult", "ig_weights"]
@@ -110,12 +113,13 @@ def smoothgrad(model: nn.Module, x: torch.Tensor, target: Any = None, *, kind: s
 
     with hooks(model):
         idx = resolve_target(model, x, target)
+        net, _ = channels_last_copy(model, x)  # copied inside hooks(): eval mode, parameters frozen
 
         def noisy_grads(start: int, stop: int) -> torch.Tensor:
             item = torch.arange(start, stop, device=x.device)
             img, draw = item // s, item % s
             xs = x[img] + sigma[img] * eps[draw]
-            g, _ = input_gradient(model, xs, target, None if idx is None else idx[img])
+            g, _ = input_gradient(net, xs, target, None if idx is None else idx[img])
             return g.abs() if abs else g
 
         def accumulate(start: int, stop: int, g: torch.Tensor) -> None:
@@ -232,12 +236,13 @@ def integrated_gradients(model: nn.Module, x: torch.Tensor, target: Any = None, 
             out = model(torch.cat([x.detach(), base]))
         idx = None if callable(target) and not isinstance(target, torch.Tensor) else target_indices(out[:n], target)
         ends = target_scores(out, target, None if idx is None else idx.repeat(2))
+        net, _ = channels_last_copy(model, x)
 
         def path_grads(start: int, stop: int) -> torch.Tensor:
             item = torch.arange(start, stop, device=x.device)
             img, step = item // s, item % s
             xs = base[img] + alphas[step].view(-1, *([1] * (x.dim() - 1))) * diff[img]
-            g, _ = input_gradient(model, xs, target, None if idx is None else idx[img])
+            g, _ = input_gradient(net, xs, target, None if idx is None else idx[img])
             return g * weights[step].view(-1, *([1] * (x.dim() - 1)))
 
         def accumulate(start: int, stop: int, g: torch.Tensor) -> None:
