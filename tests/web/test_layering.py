@@ -24,7 +24,7 @@ ALLOWED_FROM_SEETHROUGH = {
     "seethrough.optimize": {"visualize"},
     "seethrough.predict": {"predict"},
     "seethrough.progress": {"Cancelled", "listen", "report"},
-    "seethrough.zoo": {"to_image"},
+    "seethrough.zoo": {"to_image", "to_rgb"},
 }
 FORBIDDEN_MODULES = ("torch.autograd", "torch.nn.functional", "torch.func", "sklearn", "openTSNE", "umap", "scipy",
                      "numpy.linalg", "captum")

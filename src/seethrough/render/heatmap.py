@@ -8,7 +8,6 @@ out the rest.
 """
 from __future__ import annotations
 
-import io
 from typing import Mapping, Sequence
 
 import matplotlib
@@ -18,6 +17,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
+
+from .optimize import figure_to_image  # noqa: E402
 
 __all__ = ["overlay", "panel", "reduce_channels", "heat_rgb"]
 
@@ -143,8 +144,4 @@ def panel(x: torch.Tensor, attributions: Mapping[str, torch.Tensor] | Sequence[t
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=80)
-    plt.close(fig)
-    buf.seek(0)
-    return Image.open(buf).convert("RGB")
+    return figure_to_image(fig, dpi=80)

@@ -52,6 +52,7 @@ class Cache:
     workers: int = 1
     _items: OrderedDict = field(default_factory=OrderedDict, init=False, repr=False)
     _sizes: dict = field(default_factory=dict, init=False, repr=False)
+    _bytes: int = field(default=0, init=False, repr=False)  # sum of _sizes, kept as entries come and go
     _locks: dict = field(default_factory=dict, init=False, repr=False)
     _guard: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
     _counts: Counter = field(default_factory=Counter, init=False, repr=False)
@@ -103,12 +104,13 @@ class Cache:
         size = size_of(value)
         if size > self.budget:
             return  # larger than the whole budget: served once, never stored
+        self._bytes += size - self._sizes.get(key, 0)
         self._items[key] = value
         self._sizes[key] = size
         self._items.move_to_end(key)
-        while sum(self._sizes.values()) > self.budget:
+        while self._bytes > self.budget:
             old, _ = self._items.popitem(last=False)
-            self._sizes.pop(old)
+            self._bytes -= self._sizes.pop(old)
             self._counts["evictions"] += 1
 
     def stats(self) -> dict[str, Any]:
@@ -116,5 +118,5 @@ class Cache:
         with self._guard:
             return {"hits": self._counts["hits"], "misses": self._counts["misses"],
                     "evictions": self._counts["evictions"], "computations": dict(self._computations),
-                    "entries": len(self._items), "bytes": sum(self._sizes.values()), "budget": self.budget,
+                    "entries": len(self._items), "bytes": self._bytes, "budget": self.budget,
                     "workers": self.workers}

@@ -6,7 +6,6 @@ by a name (bundled) or a content hash (uploads, bounded in memory).
 """
 from __future__ import annotations
 
-import io
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -137,10 +136,3 @@ def _inputs(images: str | Path | dict, preprocess: Callable) -> dict[str, torch.
     if not out:
         raise ValueError(f"no readable {', '.join(FORMATS)} image in {folder}")
     return out
-
-
-def png(image) -> bytes:
-    """A PIL image as PNG bytes."""
-    buf = io.BytesIO()
-    image.save(buf, format="PNG")
-    return buf.getvalue()

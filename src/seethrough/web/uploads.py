@@ -28,8 +28,9 @@ import warnings
 import zlib
 from collections.abc import AsyncIterable
 
-import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+from ..zoo import to_rgb
 
 __all__ = [
     "FORMATS",
@@ -236,7 +237,7 @@ def decode_image(
                 img.load()
             except _CORRUPT as e:
                 raise UploadError(400, f"the image is truncated or corrupt: {e}") from None
-            return _to_rgb(_upright(img))
+            return to_rgb(_upright(img))  # the zoo's conversion: alpha over white, 16-bit rescaled
 
 
 def _upright(img: Image.Image) -> Image.Image:
@@ -250,29 +251,3 @@ def _upright(img: Image.Image) -> Image.Image:
         return ImageOps.exif_transpose(img)
     except (*_CORRUPT, KeyError, TypeError):
         return img.copy()
-
-
-def _to_rgb(img: Image.Image) -> Image.Image:
-    """Any decoded mode to RGB, compositing transparency over white."""
-    if img.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N"):
-        # 16-bit greyscale PNGs: Pillow's convert() clips to 0..255 (so almost
-        # everything turns white); rescale the 16-bit range instead.
-        values = np.asarray(img).astype(np.int64)
-        grey = Image.fromarray((np.clip(values, 0, 65535) >> 8).astype(np.uint8), "L")
-        key = img.info.get("transparency")
-        if isinstance(key, int):
-            alpha = Image.fromarray(np.where(values == key, 0, 255).astype(np.uint8), "L")
-            grey = Image.merge("LA", (grey, alpha))
-        img = grey
-    elif img.mode == "F":
-        values = np.nan_to_num(np.asarray(img), nan=0.0)
-        img = Image.fromarray(np.clip(values, 0, 255).astype(np.uint8), "L")
-
-    has_alpha = img.mode in ("RGBA", "RGBa", "LA", "La", "PA") or "transparency" in img.info
-    if not has_alpha:
-        return img.convert("RGB")
-    # Dropping alpha would show whatever colour the encoder left under
-    # transparent pixels (often black); a page shows them over white.
-    rgba = img.convert("RGBA")
-    white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-    return Image.alpha_composite(white, rgba).convert("RGB")

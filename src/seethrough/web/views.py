@@ -6,6 +6,7 @@ These functions only pick inputs, call ``seethrough``'s functions and encode the
 from __future__ import annotations
 
 import base64
+import io
 from typing import Any
 
 import torch
@@ -19,12 +20,19 @@ from ..inspect import activations, crops, filters, pick_channels, topk
 from ..optimize import visualize
 from ..predict import predict
 from ..zoo import to_image
-from .session import Session, png
+from .session import Session
 
 MAX_TILES = 256  # wider layers show a stated subset unless the user asks for all channels
 EPS_GRID = (0, 0.25, 0.5, 1, 1.5, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64)  # ε in 0-255 pixel units
 ATTACK_STEPS = 10
 TOPK = 9
+
+
+def png(image) -> bytes:
+    """A PIL image as PNG bytes."""
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    return buf.getvalue()
 
 
 def data_url(image) -> str:

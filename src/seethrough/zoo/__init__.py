@@ -16,14 +16,14 @@ from typing import Callable
 
 from torch import nn
 
-from .images import image, images, read_image
+from .images import image, images, read_image, to_rgb
 from .normalize import IMAGENET_MEAN, IMAGENET_STD, Normalize, with_normalization
 from .preprocess import Preprocess, points, to_image
 from .logreg import LOGREG_L2
 from .samples import imagenet_samples
 
 __all__ = [
-    "load", "models", "labels", "image", "images", "read_image", "digits", "toy_2d", "LOGREG_L2", "imagenet_samples",
+    "load", "models", "labels", "image", "images", "read_image", "to_rgb", "digits", "toy_2d", "LOGREG_L2", "imagenet_samples",
     "to_image", "with_normalization", "Normalize", "Preprocess", "IMAGENET_MEAN", "IMAGENET_STD",
 ]
 

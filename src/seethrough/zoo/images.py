@@ -97,14 +97,18 @@ def _open(path: Path, max_side: int) -> Image.Image:
 
 
 def to_rgb(img: Image.Image) -> Image.Image:
-    """Convert any PIL mode to 8-bit RGB; transparency is composited on white."""
-    if img.mode == "RGB":
+    """Convert any PIL mode to 8-bit RGB; transparency (an alpha channel, or a PNG
+    transparency key on a palette, grey or RGB image) is composited on white.
+
+    >>> to_rgb(Image.new("LA", (1, 1), (0, 0))).getpixel((0, 0))
+    (255, 255, 255)
+    """
+    if img.mode == "RGB" and "transparency" not in img.info:
         return img
-    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+    if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
         return to_rgb(_from_array(np.asarray(img)))
-    if img.mode == "P":
-        img = img.convert("RGBA")
-    if img.mode in ("RGBA", "LA", "PA"):
+    if img.mode in ("RGBA", "LA", "PA", "P") or "transparency" in img.info:
+        # Dropping alpha would show whatever colour the encoder left under transparent pixels.
         rgba = img.convert("RGBA")
         bg = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(bg, rgba).convert("RGB")
