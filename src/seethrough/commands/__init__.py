@@ -1,7 +1,9 @@
 """CLI sub-commands, one module per family; each registers its commands on ``seethrough.cli.app``.
 
 A module here defines functions decorated with ``@app.command()`` (import ``app``,
-``friendly``, ``ModelOpt``, ``ArchOpt``, ``UnsafeOpt`` and ``load`` from ``seethrough.cli``).
+``ModelOpt``, ``ArchOpt``, ``UnsafeOpt``, ``ShaOpt`` and ``load`` from ``seethrough.cli``).
+Every registered command is then wrapped by ``seethrough.cli.friendly``, the one error path:
+raise ``ValueError``/``TypeError`` for bad input and it becomes one ``error:`` line, exit 2.
 """
 import importlib
 import pkgutil

@@ -6,11 +6,10 @@ from typing import Optional
 
 import typer
 
-from seethrough.cli import ArchOpt, ModelOpt, UnsafeOpt, app, friendly, load
+from seethrough.cli import ArchOpt, ModelOpt, ShaOpt, UnsafeOpt, app, load
 
 
 @app.command()
-@friendly
 def attack(
     image: Path = typer.Argument(..., help="an image file (any PIL-readable format)"),
     method: str = typer.Option("pgd", "--method", help="ascent, fgsm, bim or pgd"),
@@ -24,6 +23,7 @@ def attack(
     model: str = ModelOpt,
     arch: Optional[str] = ArchOpt,
     unsafe_pickle: bool = UnsafeOpt,
+    sha256: Optional[str] = ShaOpt,
 ):
     """Attack IMAGE; write original.png, adversarial.png (8-bit), difference.png, history.png and history.csv."""
     import matplotlib.pyplot as plt
@@ -34,7 +34,7 @@ def attack(
 
     if method not in ATTACKS:
         raise ValueError(f"unknown attack method {method!r}; available: {', '.join(ATTACKS)}")
-    loaded = load(model, arch, unsafe_pickle)
+    loaded = load(model, arch, unsafe_pickle, sha256)
     x = loaded.preprocess(image)
     given = {"eps": eps, "steps": steps, "norm": norm, "lr": lr, "seed": seed}
     options = {k: v for k, v in given.items() if k in ATTACKS[method].defaults and v is not None}

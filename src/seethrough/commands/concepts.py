@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from seethrough.cli import app, friendly
+from seethrough.cli import app
 
 _DIGIT_MODELS = ("lenet-digits", "logreg-digits")
 
@@ -27,7 +27,6 @@ def _save(fig, out: Path) -> None:
 
 
 @app.command()
-@friendly
 def tcav(
     concept: str = typer.Option("stripes", "--concept", help="a procedural concept stamped on digits: stripes, dots, checker"),
     layer: str = typer.Option("pool2", "--layer", "-l", help="comma-separated layer names"),
@@ -65,7 +64,6 @@ def tcav(
 
 
 @app.command()
-@friendly
 def influence(
     model: str = typer.Option("logreg-digits", "--model", "-m", help="logreg-digits or lenet-digits"),
     test_index: int = typer.Option(0, "--test-index", help="index into the held-out digits"),
@@ -106,7 +104,6 @@ def influence(
 
 
 @app.command()
-@friendly
 def distill(
     model: str = typer.Option("mlp-2d", "--model", "-m", help="mlp-2d, lenet-digits or logreg-digits"),
     depth: int = typer.Option(4, "--depth", help="tree depth (>= 1)"),

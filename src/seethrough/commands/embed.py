@@ -6,18 +6,18 @@ from typing import Optional
 
 import typer
 
-from seethrough.cli import ArchOpt, UnsafeOpt, app, friendly, load
+from seethrough.cli import ArchOpt, ShaOpt, UnsafeOpt, app, load
 
 _IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 
 
 @app.command()
-@friendly
 def embed(
     model: str = typer.Option("lenet-digits", "--model", "-m",
                               help="zoo name, package.module:factory, TorchScript file, or state dict (with --arch)"),
     arch: Optional[str] = ArchOpt,
     unsafe_pickle: bool = UnsafeOpt,
+    sha256: Optional[str] = ShaOpt,
     layers: Optional[str] = typer.Option(None, "--layers", "-l", help="comma-separated layer names; 'input' and 'output' too "
                                          "(default: input and every top-level layer)"),
     method: str = typer.Option("tsne", "--method", help="tsne, pca or umap"),
@@ -39,7 +39,7 @@ def embed(
 
     kind = data or ("digits" if model == "lenet-digits" else "photos")
     digits = _digits(n) if kind == "digits" else None  # the data before the model: a cheap bad --n fails first
-    loaded = load(model, arch, unsafe_pickle)
+    loaded = load(model, arch, unsafe_pickle, sha256)
     x, y, classes, thumbs = digits or _data(kind, n, loaded, seed)
     names = [s.strip() for s in layers.split(",") if s.strip()] if layers else None
     try:

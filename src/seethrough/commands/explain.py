@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from seethrough.cli import ArchOpt, ModelOpt, UnsafeOpt, app, friendly, load
+from seethrough.cli import ArchOpt, ModelOpt, ShaOpt, UnsafeOpt, app, load
 
 
 def parse_methods(spec: str) -> list[str]:
@@ -28,8 +28,20 @@ def parse_methods(spec: str) -> list[str]:
     return names
 
 
+def predicted_class(model, x) -> int:
+    """The model's class for the first image of ``x`` (eval mode, model left as found).
+
+    >>> import torch
+    >>> predicted_class(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3)), torch.ones(1, 1, 2, 2)) in (0, 1, 2)
+    True
+    """
+    from ..hooks import forward
+    from ..outputs import MODEL_HINT, class_output
+
+    return int(class_output(forward(model, x), hint=MODEL_HINT).argmax(1)[0])
+
+
 @app.command()
-@friendly
 def explain(
     image: Path = typer.Argument(..., help="an image file (any PIL-readable format)"),
     method: str = typer.Option("gradcam,guided-backprop,integrated-gradients", "--method",
@@ -41,20 +53,17 @@ def explain(
     model: str = ModelOpt,
     arch: Optional[str] = ArchOpt,
     unsafe_pickle: bool = UnsafeOpt,
+    sha256: Optional[str] = ShaOpt,
 ):
     """Explain the model's decision on IMAGE with one or more attribution methods."""
-    import torch
-
     from ..attribution import METHODS, attribute
-    from ..hooks import hooks
     from ..render import overlay, panel
 
     names = parse_methods(method)
-    loaded = load(model, arch, unsafe_pickle)
+    loaded = load(model, arch, unsafe_pickle, sha256)
     x = loaded.preprocess(image)
     if target is None:  # the predicted class, fixed once so every method explains the same decision
-        with hooks(loaded.model), torch.no_grad():
-            target = int(loaded.model(x).argmax(1)[0])
+        target = predicted_class(loaded.model, x)
     out.mkdir(parents=True, exist_ok=True)
     maps = {}
     for name in names:

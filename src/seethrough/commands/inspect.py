@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from seethrough.cli import ArchOpt, ModelOpt, UnsafeOpt, app, friendly, load
+from seethrough.cli import ArchOpt, ModelOpt, ShaOpt, UnsafeOpt, app, load
 
 LayerOpt = typer.Option(..., "--layer", "-l", help="layer name (see `seethrough layers`)")
 DataOpt = typer.Option("auto", "--data", help="digits (scikit-learn digits), photos (tiles of the bundled photos) or "
@@ -35,13 +35,13 @@ def _save(picture, out: Path) -> None:
 
 
 @app.command()
-@friendly
 def filters(
     layer: str = LayerOpt,
     out: Path = typer.Option(Path("filters.png"), "--out", "-o"),
     model: str = ModelOpt,
     arch: Optional[str] = ArchOpt,
     unsafe_pickle: bool = UnsafeOpt,
+    sha256: Optional[str] = ShaOpt,
     n_filters: Optional[int] = typer.Option(None, "--filters", help="show the first N filters (default: all)"),
     channels: Optional[int] = typer.Option(None, "--channels", help="show the first K input channels (default: all)"),
 ):
@@ -49,12 +49,11 @@ def filters(
     from ..inspect import filters as _filters
     from ..render import filter_grid
 
-    w = _filters(load(model, arch, unsafe_pickle).model, layer, filters=n_filters, channels=channels)
+    w = _filters(load(model, arch, unsafe_pickle, sha256, probe=False).model, layer, filters=n_filters, channels=channels)
     _save(filter_grid(w), out)
 
 
 @app.command()
-@friendly
 def activations(
     image: Path = typer.Argument(..., help="an image file"),
     layer: str = LayerOpt,
@@ -62,6 +61,7 @@ def activations(
     model: str = ModelOpt,
     arch: Optional[str] = ArchOpt,
     unsafe_pickle: bool = UnsafeOpt,
+    sha256: Optional[str] = ShaOpt,
     n: Optional[int] = typer.Option(64, "--n", help="how many channels to show (wide layers)"),
     how: str = typer.Option("energy", "--how", help="energy (strongest), random (seeded) or first"),
     seed: int = typer.Option(0, "--seed"),
@@ -71,7 +71,7 @@ def activations(
     from ..inspect import pick_channels
     from ..render import channel_grid
 
-    loaded = load(model, arch, unsafe_pickle)
+    loaded = load(model, arch, unsafe_pickle, sha256)
     act = _activations(loaded.model, loaded.preprocess(image), layer)[layer][0]
     if act.dim() != 3:
         raise ValueError(f"layer {layer!r} outputs shape {tuple(act.shape)}, not channel maps (C, H, W); choose a conv layer")
@@ -79,20 +79,20 @@ def activations(
 
 
 @app.command()
-@friendly
 def stats(
     layer: list[str] = typer.Option(..., "--layer", "-l", help="layer name (repeatable)"),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="also save the histograms as a PNG"),
     model: str = ModelOpt,
     arch: Optional[str] = ArchOpt,
     unsafe_pickle: bool = UnsafeOpt,
+    sha256: Optional[str] = ShaOpt,
     data: str = DataOpt,
 ):
     """Histogram, dead units and sparsity of each LAYER over a dataset."""
     from ..inspect import layer_stats
     from ..render import histogram_plot
 
-    loaded = load(model, arch, unsafe_pickle)
+    loaded = load(model, arch, unsafe_pickle, sha256)
     res = layer_stats(loaded.model, _dataset(loaded, data), layer)
     for name, s in res.items():
         typer.echo(f"{name:24s} samples {s.count:5d}  units {s.active.numel():5d}  dead {s.dead_fraction:6.1%}  "
@@ -102,25 +102,25 @@ def stats(
 
 
 @app.command()
-@friendly
 def topk(
     layer: str = LayerOpt,
     out: Path = typer.Option(Path("topk.png"), "--out", "-o"),
     model: str = ModelOpt,
     arch: Optional[str] = ArchOpt,
     unsafe_pickle: bool = UnsafeOpt,
+    sha256: Optional[str] = ShaOpt,
     k: int = typer.Option(9, "--k"),
     unit: Optional[int] = typer.Option(None, "--unit", help="one channel (default: the first --units channels)"),
     units: int = typer.Option(6, "--units", help="how many channels to show when --unit is not given"),
     data: str = DataOpt,
-    projection: str = typer.Option("auto", "--projection", help="auto (deconvnet when available), deconvnet, gradient or none"),
+    projection: str = typer.Option("auto", "--projection", help="auto (deconvnet when available), deconvnet, guided-backprop, gradient or none"),
 ):
     """Top-K dataset examples of LAYER's channels: receptive-field crops beside their projections."""
     from ..inspect import topk as _topk
     from ..inspect import topk_examples
     from ..render import topk_grid
 
-    loaded = load(model, arch, unsafe_pickle)
+    loaded = load(model, arch, unsafe_pickle, sha256)
     x = _dataset(loaded, data)
     res = _topk(loaded.model, x, layer, unit=unit, k=k)
     if res.boxes is None:
@@ -135,7 +135,6 @@ def topk(
 
 
 @app.command()
-@friendly
 def hyperplanes(
     out: Path = typer.Option(Path("hyperplanes"), "--out", "-o", help="folder for the PNG frames and hyperplanes.gif"),
     steps: int = typer.Option(1000, "--steps"),

@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from seethrough.cli import ArchOpt, ModelOpt, UnsafeOpt, app, friendly, load
+from seethrough.cli import ArchOpt, ModelOpt, ShaOpt, UnsafeOpt, app, load
 
 SeedOpt = typer.Option(0, "--seed", help="random seed (noise, transforms)")
 
@@ -23,7 +23,6 @@ def _input_size(loaded, size: Optional[int]) -> tuple[int, int]:
 
 
 @app.command()
-@friendly
 def visualize(
     objective: list[str] = typer.Argument(..., help="objectives, one image each: logit:C, logprob:C, channel:LAYER:C, "
                                                     "neuron:LAYER:C[:Y:X], layer:LAYER, direction:LAYER:v1,v2,…; "
@@ -32,6 +31,7 @@ def visualize(
     model: str = ModelOpt,
     arch: Optional[str] = ArchOpt,
     unsafe_pickle: bool = UnsafeOpt,
+    sha256: Optional[str] = ShaOpt,
     steps: int = typer.Option(128, "--steps"),
     size: Optional[int] = typer.Option(None, "--size", help="image side in px (default: the model's input size)"),
     param: str = typer.Option("fourier", "--param", help="fourier or pixel"),
@@ -48,7 +48,7 @@ def visualize(
     from ..optimize import visualize as _visualize
     from ..render import gallery
 
-    loaded = load(model, arch, unsafe_pickle)
+    loaded = load(model, arch, unsafe_pickle, sha256)
     side, channels = _input_size(loaded, size)
     init = loaded.preprocess(start) if start is not None else None
     res = _visualize(loaded.model, list(objective), n=n, size=None if init is not None else side, channels=channels,
@@ -62,16 +62,14 @@ def visualize(
 
 
 def _titles(loaded, names, x) -> list[str]:
-    import torch
+    from ..hooks import forward
 
-    with torch.no_grad():
-        pred = loaded.model(x).argmax(1).tolist() if x.shape[0] else []
+    pred = forward(loaded.model, x).argmax(1).tolist() if x.shape[0] else []  # eval mode, model left as found
     labels = loaded.labels
     return [f"→ {labels[p] if labels and p < len(labels) else p}"[:28] for p in pred]
 
 
 @app.command()
-@friendly
 def dream(
     image: Path = typer.Argument(..., help="a photo (any PIL-readable format)"),
     layer: list[str] = typer.Option(["blocks.10"], "--layer", "-l", help="layer(s) whose ‖h‖² to amplify"),
@@ -79,6 +77,7 @@ def dream(
     model: str = ModelOpt,
     arch: Optional[str] = ArchOpt,
     unsafe_pickle: bool = UnsafeOpt,
+    sha256: Optional[str] = ShaOpt,
     steps: int = typer.Option(10, "--steps", help="steps per octave"),
     octaves: int = typer.Option(3, "--octaves"),
     step_size: float = typer.Option(0.01, "--step-size"),
@@ -88,7 +87,7 @@ def dream(
     from ..optimize import dream as _dream
     from ..zoo import to_image
 
-    loaded = load(model, arch, unsafe_pickle)
+    loaded = load(model, arch, unsafe_pickle, sha256)
     x = loaded.preprocess(image)
     res = _dream(loaded.model, x, list(layer), steps=steps, octaves=octaves, step_size=step_size, seed=seed)
     to_image(res.x[0]).save(out)
@@ -96,7 +95,6 @@ def dream(
 
 
 @app.command()
-@friendly
 def invert(
     image: Path = typer.Argument(..., help="a photo (any PIL-readable format)"),
     layer: list[str] = typer.Option(..., "--layer", "-l", help="layer(s) to invert (repeatable: one image per depth)"),
@@ -104,20 +102,23 @@ def invert(
     model: str = ModelOpt,
     arch: Optional[str] = ArchOpt,
     unsafe_pickle: bool = UnsafeOpt,
+    sha256: Optional[str] = ShaOpt,
     steps: int = typer.Option(200, "--steps"),
-    tv: float = typer.Option(0.5, "--tv", help="total-variation weight"),
-    l2: float = typer.Option(0.05, "--l2", help="L2 weight"),
+    tv: float = typer.Option(3.0, "--tv", help="weight of the normalised TV prior at a layer seeing the whole image "
+                                                "(shallower layers get less; about 0.1 for digit-sized models)"),
+    alpha: float = typer.Option(1.0, "--alpha", help="weight of the α-norm prior (α = 6)"),
+    l2: float = typer.Option(0.0, "--l2", help="weight of an extra L2 prior"),
     seed: int = SeedOpt,
 ):
-    """Feature inversion: reconstruct IMAGE from its representation at each LAYER."""
+    """Feature inversion (Mahendran & Vedaldi): reconstruct IMAGE from its representation at each LAYER."""
     import torch
 
     from ..optimize import invert as _invert
     from ..render import gallery
 
-    loaded = load(model, arch, unsafe_pickle)
+    loaded = load(model, arch, unsafe_pickle, sha256)
     x = loaded.preprocess(image)
-    results = _invert(loaded.model, x, list(layer), steps=steps, priors=_priors(tv, l2, 0.0), seed=seed)
+    results = _invert(loaded.model, x, list(layer), steps=steps, tv=tv, alpha=alpha, priors=_priors(0.0, l2, 0.0), seed=seed)
     titles = ["original"]
     for r in results:
         sim = "" if r.similarity is None else f" SSIM {r.similarity[0].item():.2f}"

