@@ -132,6 +132,24 @@ def hooks(
                 b.copy_(saved)
 
 
+def forward(model: nn.Module, x: torch.Tensor) -> object:
+    """``model(x)`` without autograd inside :func:`hooks`: the model in eval mode (Dropout off, BatchNorm
+    reading its running statistics), and left exactly as found, also in train mode.
+
+    The forward every "pick the class on the clean input" step uses, so the target never
+    depends on a Dropout draw and never moves a running statistic.
+
+    >>> import torch
+    >>> net = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Dropout(0.9)).train()
+    >>> torch.equal(forward(net, torch.ones(3, 2)), forward(net, torch.ones(3, 2)))
+    True
+    >>> net.training
+    True
+    """
+    with hooks(model), torch.no_grad():
+        return model(x)
+
+
 def _capture_hook(rec: Recorder, name: str, detach: bool, strict: bool = True):
     def hook(module, inputs, output):
         if not isinstance(output, torch.Tensor):

@@ -7,8 +7,9 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from .hooks import hooks
-from .inputs import check_finite
+from .hooks import forward
+from .inputs import check_images
+from .outputs import MODEL_HINT, class_output
 
 
 @dataclass(frozen=True)
@@ -21,16 +22,21 @@ class Prediction:
 def predict(model: nn.Module, x: torch.Tensor, k: int = 5, labels: Sequence[str] | None = None) -> list[list[Prediction]]:
     """The ``k`` most probable classes of each sample (softmax over the model's logits).
 
+    An image batch ``(N, C, H, W)`` must be in [0, 1]; other inputs (the 2-D points of
+    ``mlp-2d``) are any finite float batch. The forward runs in eval mode and leaves the model
+    as found.
+
     >>> import seethrough as see
     >>> model, prep = see.zoo.load("efficientnet-lite0")
     >>> see.predict(model, prep(see.zoo.image("coffee")), k=1, labels=see.zoo.labels("efficientnet-lite0"))[0][0].label
     'espresso'
     """
-    check_finite(x)
-    if k < 1:
-        raise ValueError(f"k must be at least 1, got {k}")
-    with torch.no_grad(), hooks(model):
-        out = model(x)
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    check_images(x, model=model, kind="auto")
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise ValueError(f"k must be an int >= 1, got {k!r}")
+    out = class_output(forward(model, x), hint=MODEL_HINT)
     if out.dim() != 2:
         raise ValueError(f"predict needs a classifier output (N, classes), got {tuple(out.shape)}")
     probs = out.float().softmax(dim=1)

@@ -10,6 +10,7 @@ from torch import nn
 from ..batching import bytes_per_item, check_batch_size, model_key, run_batched
 from ..hooks import hooks
 from ..inputs import check_images
+from ..outputs import MODEL_HINT, class_output
 from ..targets import target_indices
 from .attacks import ATTACKS, PIXEL, perturb, resolve_options
 
@@ -111,7 +112,8 @@ def attack(
     ``target=None`` is untargeted: push each image away from ``label`` (default: the
     model's clean prediction). ``target=t`` (an int or one class per sample) makes every
     image class ``t``. Options (``eps`` and ``step_size`` in 0-255 pixel units): ascent
-    ``lr, steps, clamp``; fgsm ``eps, norm``; bim ``eps, steps, step_size, norm``; pgd
+    ``lr, steps, clamp, space`` (``lr`` acts on the model's normalised input by default, as in
+    the course; ``space="pixel"``: on [0, 1] pixels); fgsm ``eps, norm``; bim ``eps, steps, step_size, norm``; pgd
     additionally ``random_start, seed``. ``norm`` is ``"linf"`` or ``"l2"``.
 
     >>> import seethrough as see
@@ -123,7 +125,7 @@ def attack(
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    check_images(x)
+    check_images(x, model=model)
     check_batch_size(batch_size)
     opts = resolve_options(method, options, x)
     if callable(target) and not isinstance(target, torch.Tensor):
@@ -131,7 +133,7 @@ def attack(
     x = x.detach()
     with hooks(model):
         with torch.no_grad():
-            probe = model(x[:1])
+            probe = class_output(model(x[:1]), hint=MODEL_HINT)
         if probe.dim() != 2:
             raise ValueError(f"attacks need a classifier output of shape (N, classes), got {tuple(probe.shape)}")
         with torch.no_grad():
@@ -143,7 +145,7 @@ def attack(
         goal = label_idx if target_idx is None else target_idx
         gen = torch.Generator().manual_seed(int(opts.get("seed", 0)))
         build = ATTACKS[method].build
-        start, step, steps = build(x, gen, **opts)
+        start, step, steps = build(x, gen, **opts, **({"model": model} if ATTACKS[method].needs_model else {}))
 
         def run(a: int, b: int):
             return perturb(model, x[a:b], goal[a:b], target_idx is not None, start[a:b], step, steps, f"{method} step")

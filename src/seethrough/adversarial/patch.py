@@ -16,6 +16,7 @@ from torch import nn
 from ..batching import bytes_per_item, model_key, run_batched
 from ..hooks import hooks
 from ..inputs import check_images
+from ..outputs import MODEL_HINT, class_output
 from ..progress import report
 from ..targets import target_indices
 
@@ -112,7 +113,7 @@ def train_patch(
     >>> r.success > r.random_success
     True
     """
-    check_images(x)
+    check_images(x, model=model)
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise ValueError(f"steps must be a positive int, got {steps!r}")
     if not (0 < scale[0] <= scale[1] <= 1):
@@ -127,7 +128,7 @@ def train_patch(
     losses = []
     with hooks(model):
         with torch.no_grad():
-            probe = model(x[:1])
+            probe = class_output(model(x[:1]), hint=MODEL_HINT)
         t = int(target_indices(probe, target)[0])
         goal = torch.full((batch,), t, dtype=torch.long, device=x.device)
         param = patch.clone().requires_grad_(True)

@@ -16,6 +16,7 @@ from torch import nn
 from ..batching import bytes_per_item, check_batch_size, model_key, run_batched
 from ..hooks import hooks
 from ..inputs import check_images
+from ..outputs import MODEL_HINT, class_output
 from .core import AttackResult
 
 
@@ -73,8 +74,8 @@ def sphere_test(
     """
     if isinstance(x_adv, AttackResult):
         x_adv = x_adv.x_adv
-    check_images(x)
-    check_images(x_adv, name="x_adv")
+    check_images(x, model=model)
+    check_images(x_adv, name="x_adv", kind="tensor")  # an unclamped attack (ascent, clamp=False) may leave [0, 1]
     check_batch_size(batch_size)
     if x_adv.shape != x.shape:
         raise ValueError(f"x_adv must have the shape of x {tuple(x.shape)}, got {tuple(x_adv.shape)}")
@@ -94,7 +95,7 @@ def sphere_test(
         return p.clamp(0, 1) if clamp else p
 
     with hooks(model), torch.no_grad():
-        clean = model(x).argmax(dim=1)
+        clean = class_output(model(x), hint=MODEL_HINT).argmax(dim=1)
         classes = run_batched(lambda a, b: model(points(a, b)).argmax(dim=1), len(x) * n, batch_size=batch_size,
                               item_bytes=bytes_per_item(x, "forward"), key=model_key(model, x, "forward"),
                               progress=progress, desc="sphere test")

@@ -49,7 +49,7 @@ def adversarial_training(
     >>> robust is not model, robust.training
     (True, False)
     """
-    check_images(x)
+    check_images(x, model=model)
     if not isinstance(y, torch.Tensor) or y.shape != (len(x),) or y.is_floating_point():
         raise ValueError(f"y must be an integer tensor of one label per image, shape ({len(x)},)")
     if not 0.0 <= mix <= 1.0:

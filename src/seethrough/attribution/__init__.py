@@ -17,11 +17,28 @@ from .registry import METHODS, Method, register
 
 # Importing the method modules registers them. (One line per module.)
 from . import gradient  # noqa: F401,E402  # registers: saliency, grad-x-input, sensitivity, smoothgrad, integrated-gradients
-from . import rules  # noqa: F401,E402  # registers: deconvnet, guided-backprop, deeplift, lrp
+from . import rules  # noqa: F401,E402  # registers: deconvnet, guided-backprop, deeplift
+from . import lrp  # noqa: F401,E402  # registers: lrp (its own module: relevance rules and composites)
 from . import cam  # noqa: F401,E402  # registers: cam, gradcam, gradcam++, guided-gradcam, gradcam-negative
 from . import perturbation  # noqa: F401,E402  # registers: occlusion, lime, kernel-shap, rise
 
-__all__ = ["attribute", "METHODS", "Method", "register"]
+__all__ = ["attribute", "METHODS", "Method", "register", "registered"]
+
+
+def registered(method: str) -> Method:
+    """The registry entry of ``method``; an unknown name is a ``ValueError`` naming the close ones.
+
+    Callers that already checked ``x`` (max-sensitivity explains perturbed copies of a checked
+    image, which may step outside [0, 1] by the radius) call ``registered(name).fn`` directly.
+
+    >>> registered("saliency").family
+    'gradient'
+    """
+    if method not in METHODS:
+        close = difflib.get_close_matches(str(method), list(METHODS), n=3, cutoff=0.5)
+        hint = f" (did you mean {', '.join(repr(c) for c in close)}?)" if close else ""
+        raise ValueError(f"unknown attribution method {method!r}{hint}; available: {', '.join(METHODS)}")
+    return METHODS[method]
 
 
 def attribute(model: nn.Module, x: torch.Tensor, method: str, target: Any = None, *, trust: bool = False,
@@ -40,13 +57,10 @@ def attribute(model: nn.Module, x: torch.Tensor, method: str, target: Any = None
     >>> see.attribute(model, x[:2], "saliency", target=y[:2]).shape
     torch.Size([2, 1, 32, 32])
     """
-    if method not in METHODS:
-        close = difflib.get_close_matches(str(method), list(METHODS), n=3, cutoff=0.5)
-        hint = f" (did you mean {', '.join(repr(c) for c in close)}?)" if close else ""
-        raise ValueError(f"unknown attribution method {method!r}{hint}; available: {', '.join(METHODS)}")
+    registered(method)
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    check_images(x)
+    check_images(x, model=model)
     if trust:
         from ..sanity.badge import trust_badge
 

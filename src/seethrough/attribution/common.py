@@ -7,12 +7,16 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..hooks import forward
+from ..outputs import detach
 from ..targets import target_indices, target_scores
 
 
 def input_gradient(model: nn.Module, x: torch.Tensor, target: Any, indices: torch.Tensor | None = None,
-                   ) -> tuple[torch.Tensor, torch.Tensor]:
+                   score: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """``(∂score/∂x, output)`` for a batch; call it inside :func:`seethrough.hooks.hooks`.
+
+    ``score`` is how a class target is read (:data:`seethrough.targets.SCORES`; default the logit).
 
     Only the input gets a gradient (parameters are frozen by ``hooks``), so this is the cost of
     one forward and one input-gradient pass, never a ``.backward()`` touching ``.grad``.
@@ -20,11 +24,11 @@ def input_gradient(model: nn.Module, x: torch.Tensor, target: Any, indices: torc
     with torch.enable_grad():
         xg = x.detach().requires_grad_(True)
         out = model(xg)
-        scores = target_scores(out, target, indices)
+        scores = target_scores(out, target, indices, score)
         (g,) = torch.autograd.grad(scores.sum(), xg, allow_unused=True)
     if g is None:  # the score does not depend on the input at all
         g = torch.zeros_like(x)
-    return g, out.detach()
+    return g, detach(out)  # a tuple or dict output is fine for a callable target
 
 
 def resolve_target(model: nn.Module, x: torch.Tensor, target: Any) -> torch.Tensor | None:
@@ -32,11 +36,17 @@ def resolve_target(model: nn.Module, x: torch.Tensor, target: Any) -> torch.Tens
 
     Noisy or interpolated copies of a sample are scored for the class chosen here, so
     ``target=None`` means "the class predicted for x", not "whatever each copy predicts".
+    The forward runs inside :func:`seethrough.hooks.hooks` (eval mode): a model in train mode
+    keeps its BatchNorm statistics and the class does not depend on a Dropout draw.
+
+    >>> net = torch.nn.Sequential(torch.nn.Linear(2, 3), torch.nn.Dropout(0.5)).train()
+    >>> x = torch.rand(4, 2)
+    >>> torch.equal(resolve_target(net, x, None), net.eval()(x).argmax(1))
+    True
     """
     if callable(target) and not isinstance(target, torch.Tensor):
         return None
-    with torch.no_grad():
-        return target_indices(model(x), target)
+    return target_indices(forward(model, x), target)
 
 
 def check_positive_int(name: str, value: Any, minimum: int = 1) -> int:

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from ..hooks import hooks
-from ..inputs import check_finite
+from ..inputs import check_images
 
 
 def activations(model: nn.Module, x: torch.Tensor, layers: str | Iterable[str]) -> dict[str, torch.Tensor]:
@@ -24,7 +24,7 @@ def activations(model: nn.Module, x: torch.Tensor, layers: str | Iterable[str]) 
     """
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"x must be a torch.Tensor batch (N, ...), got {type(x).__name__}")
-    check_finite(x)
+    check_images(x, model=model, kind="auto")  # an image batch in [0, 1]; any other input as given
     names = [layers] if isinstance(layers, str) else list(layers)
     if not names:
         raise ValueError("layers is empty: name at least one layer (see seethrough.layer_names(model))")

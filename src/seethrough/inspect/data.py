@@ -11,7 +11,7 @@ from typing import Any, Callable, Iterable
 import torch
 
 from ..batching import bytes_per_item, check_batch_size, run_batched
-from ..inputs import check_finite
+from ..inputs import check_images
 from ..progress import report
 
 Data = torch.Tensor | Iterable[Any]
@@ -71,9 +71,10 @@ def scan(
     if n is None:
         start = 0
         for batch in data:
-            x = check_finite(_first(batch), name="a data batch")
-            if x.shape[0] == 0:
+            x = _first(batch)
+            if isinstance(x, torch.Tensor) and x.dim() and x.shape[0] == 0:
                 continue
+            x = check_images(x, name="a data batch", kind="auto")  # images in [0, 1]; other inputs as given
             reduce_fn(start, map_fn(x))
             start += x.shape[0]
             report(desc or "batches", start, 0)  # total 0: an iterable's length is unknown
@@ -81,7 +82,7 @@ def scan(
             raise ValueError("data is empty: the iterable yielded no samples")
         return start
     if isinstance(data, torch.Tensor):
-        check_finite(data, name="data")
+        check_images(data, name="data", kind="auto")
         sample = data[:1]
 
         def get(a: int, b: int) -> torch.Tensor:
@@ -90,7 +91,7 @@ def scan(
         sample = _first(data[0]).unsqueeze(0)
 
         def get(a: int, b: int) -> torch.Tensor:
-            return check_finite(torch.stack([_first(data[i]) for i in range(a, b)]), name="a data batch")
+            return check_images(torch.stack([_first(data[i]) for i in range(a, b)]), name="a data batch", kind="auto")
 
     run_batched(
         lambda a, b: map_fn(get(a, b)), n, batch_size=batch_size, item_bytes=bytes_per_item(sample, "forward"),

@@ -171,7 +171,7 @@ def curve_metric(name: str, model: nn.Module, x: torch.Tensor, attribution: torc
 
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    check_images(x)
+    check_images(x, model=model)
     a = check_map(x, attribution)
     if order not in ("morf", "lerf"):
         raise ValueError(f"order must be 'morf' (most relevant first) or 'lerf' (least relevant first), got {order!r}")

@@ -60,7 +60,7 @@ def infidelity(model: nn.Module, x: torch.Tensor, attribution: torch.Tensor, tar
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    check_images(x)
+    check_images(x, model=model)
     if not isinstance(attribution, torch.Tensor) or attribution.dim() != 4 or attribution.shape[0] != x.shape[0] \
             or attribution.shape[-2:] != x.shape[-2:] or attribution.shape[1] not in (1, x.shape[1]):
         raise ValueError(f"attribution of shape {tuple(getattr(attribution, 'shape', ()))} does not fit x of shape "

@@ -88,7 +88,7 @@ def road(model: nn.Module, x: torch.Tensor, attribution: torch.Tensor, target: A
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    check_images(x)
+    check_images(x, model=model)
     a = check_map(x, attribution).flatten(1)
     if order not in ("morf", "lerf"):
         raise ValueError(f"order must be 'morf' or 'lerf', got {order!r}")

@@ -17,16 +17,17 @@ def explain(model: nn.Module, x: torch.Tensor, method: Explainer, target: Any, o
     """``method`` is a registered attribution name or a callable ``(model, x, target) -> map``."""
     if callable(method):
         return method(model, x, target, **options).detach()
-    from ..attribution import attribute
+    from ..attribution import registered
 
-    return attribute(model, x, method, target=target, **options).detach()
+    # The entry point checked the clean x; perturbed copies (max-sensitivity) may leave [0, 1].
+    return registered(method).fn(model, x, target, **options).detach()
 
 
 def fixed_target(model: nn.Module, x: torch.Tensor, target: Any) -> Any:
     """The class per sample decided once on the trained model: every variant explains that decision."""
     from ..inputs import check_images
 
-    check_images(x)
+    check_images(x, model=model)
     idx = resolve_target(model, x, target)
     return target if idx is None else idx
 
