@@ -38,6 +38,13 @@ def run_async(make_coroutine):
         return pool.submit(lambda: asyncio.run(make_coroutine())).result()
 
 
+def local(app, **kwargs):
+    """A test client that talks to ``app`` as its own page does: Host 127.0.0.1 and the token."""
+    from fastapi.testclient import TestClient
+
+    return TestClient(app, base_url="http://127.0.0.1:8765", headers={"X-Seethrough-Token": app.state.token}, **kwargs)
+
+
 @pytest.fixture(scope="session")
 def lenet_session():
     return from_zoo("lenet-digits")

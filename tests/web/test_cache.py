@@ -121,11 +121,11 @@ def test_jobs_report_progress_and_can_be_cancelled():
 
     job = jobs.submit("demo", "key", work)
     assert gate.wait(10)
-    assert jobs.get(job.id).state == "running" and jobs.get(job.id).step == "loop"
+    assert jobs.get(job.id).state == "running" and jobs.get(job.id).work.step == "loop"
     jobs.cancel(job.id)
     done = jobs.wait(job.id)
-    assert done.state == "cancelled" and 10 < done.done < 1000
-    assert jobs.submit("demo", "key", lambda: None).id != job.id  # a cancelled job is started afresh
+    assert done.state == "cancelled" and done.work.state == "cancelled" and 10 < done.work.done < 1000
+    assert jobs.submit("demo", "key", lambda: None).work is not job.work  # a cancelled computation is started afresh
 
 
 def test_a_failing_job_says_why():

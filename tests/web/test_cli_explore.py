@@ -50,3 +50,19 @@ def test_bad_options_are_one_line_errors():
     assert r.exit_code == 2 and "--workers must be at least 1" in r.output
     r = runner.invoke(app, ["explore", "--model", "no-such-model", "--no-browser"])
     assert r.exit_code == 2 and "unknown model" in r.output
+
+
+@pytest.mark.parametrize("port", ["99999", "-1", "99999999999999999999"])
+def test_a_port_out_of_range_is_one_line_and_exit_2(port):
+    r = CliRunner().invoke(app, ["explore", "--model", "lenet-digits", "--no-browser", "--port", port])
+    assert r.exit_code == 2, r.output
+    line = r.output.strip()
+    assert line.startswith(f"error: --port ") and port in line and "\n" not in line, r.output
+    if port != "99999999999999999999":  # that one the CLI's own integer check refuses first
+        assert line == f"error: --port must be a whole number from 0 to 65535 (0 picks a free one), got {port}"
+
+
+def test_a_host_that_cannot_be_bound_is_one_line_and_exit_2():
+    r = CliRunner().invoke(app, ["explore", "--model", "lenet-digits", "--no-browser", "--host", "no-such-host.invalid"])
+    line = r.output.strip()
+    assert r.exit_code == 2 and line.startswith("error: cannot listen on no-such-host.invalid:0") and "\n" not in line, r.output

@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from seethrough.cli import ArchOpt, ModelOpt, UnsafeOpt, app, friendly, load
+from seethrough.cli import ArchOpt, ModelOpt, ShaOpt, UnsafeOpt, app, friendly, load
 
 
 @app.command()
@@ -15,10 +15,12 @@ def explore(
     model: str = ModelOpt,
     arch: Optional[str] = ArchOpt,
     unsafe_pickle: bool = UnsafeOpt,
+    sha256: Optional[str] = ShaOpt,
     images: Optional[Path] = typer.Option(None, "--images", help="a folder of PNG/JPEG/WebP inputs to pick from "
                                           "(default: the bundled photos, or test digits for a digits model)"),
     host: str = typer.Option("127.0.0.1", "--host", help="address to listen on; anything but localhost is reachable "
-                             "by others and the explorer has no authentication"),
+                             "by others and the explorer has no authentication (only loopback names and this "
+                             "address are served)"),
     port: int = typer.Option(0, "--port", help="0 picks a free port; the URL is printed"),
     no_browser: bool = typer.Option(False, "--no-browser", help="do not open a browser tab"),
     threads: Optional[int] = typer.Option(None, "--threads", help="torch threads, set once at start-up (default: torch's)"),
@@ -37,12 +39,14 @@ def explore(
 
     from seethrough.web.session import session_for
 
+    if not 0 <= port <= 65535:
+        raise ValueError(f"--port must be a whole number from 0 to 65535 (0 picks a free one), got {port}")
     if threads is not None:
         if threads < 1:
             raise ValueError(f"--threads must be at least 1, got {threads}")
         torch.set_num_threads(threads)
     if workers < 1:
         raise ValueError(f"--workers must be at least 1, got {workers}")
-    loaded = load(model, arch, unsafe_pickle)  # read once, here, from the user's own command line
+    loaded = load(model, arch, unsafe_pickle, sha256)  # read once, here, from the user's own command line
     session = session_for(loaded.model, loaded.preprocess, name=loaded.name, labels=loaded.labels, images=images)
-    serve(create_app(session, workers=workers), host, port, open_browser=not no_browser)
+    serve(create_app(session, workers=workers, host=host), host, port, open_browser=not no_browser)

@@ -24,6 +24,8 @@ def explore(model: nn.Module | str, preprocess: Callable | None = None, *, label
     a folder or ``{name: image}`` of inputs to pick from. Binds 127.0.0.1; ``port=0`` picks a
     free port. ``threads`` sets torch's threads once; ``workers`` model computations run at a
     time. ``background=True`` returns a running server (``.url``, ``.stop()``) instead of blocking.
+    While it serves, the model is in eval mode; once it stops, every module's ``training`` flag
+    is back as it was found.
 
     >>> import seethrough as see
     >>> server = see.explore("lenet-digits", background=True)
@@ -49,8 +51,13 @@ def explore(model: nn.Module | str, preprocess: Callable | None = None, *, label
             raise ValueError("give the model's preprocess (image → (1, C, H, W) tensor in [0, 1]), e.g. see.zoo.Preprocess(256, 224)")
         session = session_for(model, preprocess, name=name or type(model).__name__, labels=labels, images=images,
                               data=data)
-    app = create_app(session, workers=workers)
-    if background:
-        return start(app, host, port)
-    serve(app, host, port, open_browser)
+    try:
+        app = create_app(session, workers=workers, host=host)
+        if background:
+            return start(app, host, port, on_stop=session.restore_modes)
+        serve(app, host, port, open_browser)
+    except BaseException:
+        session.restore_modes()
+        raise
+    session.restore_modes()
     return None

@@ -3,20 +3,29 @@
 Every view has a plain GET endpoint that returns its JSON (computing it once, however many
 clients ask), and can also be started as a job (``POST /api/jobs/<view>``) whose progress
 the page shows; the page then GETs the same URL and is served from the cache.
+
+Cheap requests never wait behind heavy ones: every endpoint runs on the event loop, a cached
+answer is returned from there, and only a real computation goes to a thread — the view pool
+(``view_threads``, its queue bounded by ``max_waiting``: more is a 503) or the job pool. Page,
+info, job progress and cancel never touch a thread at all. Bad input is always a 4xx with a
+one-line ``detail``; a 500 would be a bug.
 """
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import json
 import math
+import re
 import threading
-from importlib import resources
+from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from fastapi.staticfiles import StaticFiles
 from starlette.formparsers import MultiPartException
 
 from .. import __version__
@@ -26,16 +35,52 @@ from ..embed import METHODS as PROJECTIONS
 from ..progress import report
 from . import views
 from .cache import Cache
-from .jobs import Jobs
+from .guard import Guard, new_token
+from .jobs import Busy, Jobs
+from .page import add_page
 from .session import Session
 from .uploads import MAX_BYTES, MAX_SIDE, UploadError, check_declared_length, read_limited
 
 REQUIRED = object()
 MULTIPART_SLACK = 64 * 1024  # headers and boundaries around the file in a multipart body
+INT32 = (-2**31, 2**31 - 1)  # wide enough for any class, channel or sample size; never an OverflowError below
+BOUNDS = {"seed": (0, 2**32 - 1), "seq": (0, 2**53)}
+MAX_TEXT = 256
+_INT = re.compile(r"-?[0-9]{1,20}")
+JSON = "application/json"
 
 
 class Superseded(Exception):
     """A newer ε from the same client arrived while this one waited for the model."""
+
+
+class Newest:
+    """The newest ε request number of each of the last ``max_clients`` clients (LRU).
+
+    >>> n = Newest(max_clients=2)
+    >>> n.note("a", 1); n.note("a", 3); n.superseded("a", 1), n.superseded("a", 3)
+    (True, False)
+    >>> n.note("b", 1); n.note("c", 1); len(n)  # "a" was the least recently seen
+    2
+    """
+
+    def __init__(self, max_clients: int = 256) -> None:
+        self._seq: OrderedDict[str, int] = OrderedDict()
+        self._max, self._guard = max_clients, threading.Lock()
+
+    def note(self, client: str, n: int) -> None:
+        with self._guard:
+            self._seq[client] = max(self._seq.get(client, n), n)
+            self._seq.move_to_end(client)
+            while len(self._seq) > self._max:
+                self._seq.popitem(last=False)
+
+    def superseded(self, client: str, n: int) -> bool:
+        with self._guard:
+            return self._seq.get(client, n) > n
+
+    def __len__(self) -> int:
+        return len(self._seq)
 
 
 def _projections() -> list[str]:
@@ -43,21 +88,54 @@ def _projections() -> list[str]:
     return [m for m in PROJECTIONS if m != "umap" or importlib.util.find_spec("umap") is not None]
 
 
+def value_of(name: str, raw: str, typ: type) -> Any:
+    """One query parameter parsed as ``typ``, or a one-line 400 saying what would be right.
+
+    >>> value_of("channel", "3", int), value_of("eps", "2.5", float)
+    (3, 2.5)
+    >>> value_of("target", "99999999999999999999", int)
+    Traceback (most recent call last):
+    ...
+    fastapi.exceptions.HTTPException: 400: target must be a whole number from -2147483648 to 2147483647, got '99999999999999999999'
+    """
+    if typ is int:
+        lo, hi = BOUNDS.get(name, INT32)
+        if not _INT.fullmatch(raw) or not lo <= int(raw) <= hi:
+            raise HTTPException(400, f"{name} must be a whole number from {lo} to {hi}, got {raw[:40]!r}")
+        return int(raw)
+    if typ is float:
+        try:
+            value = float(raw)
+        except ValueError:
+            value = math.nan
+        if not math.isfinite(value) or len(raw) > 40:
+            raise HTTPException(400, f"{name} must be a finite number, e.g. 2 or 0.5, got {raw[:40]!r}")
+        return value
+    if len(raw) > MAX_TEXT:
+        raise HTTPException(400, f"{name} is {len(raw)} characters long; at most {MAX_TEXT} are allowed")
+    return raw
+
+
 def create_app(session: Session, *, cache_budget: int = 512 * 2**20, workers: int = 1, max_upload: int = MAX_BYTES,
-               max_side: int = MAX_SIDE) -> FastAPI:
-    """The FastAPI application serving ``session``; ``app.state.cache`` and ``app.state.jobs``
-    are its cache (``/api/stats``) and job table.
+               max_side: int = MAX_SIDE, host: str = "127.0.0.1", token: str | None = None, view_threads: int = 8,
+               max_waiting: int = 64, max_clients: int = 256) -> FastAPI:
+    """The FastAPI application serving ``session`` to the page at ``host`` (the address it
+    binds: it decides which ``Host`` names are served). ``app.state`` holds its ``cache``
+    (``/api/stats``), ``jobs``, ``newest`` (per-client ε numbers) and ``token``.
 
     >>> from seethrough.web.session import from_zoo
     >>> app = create_app(from_zoo("lenet-digits"))
-    >>> app.state.cache.stats()["computations"]
-    {}
+    >>> app.state.cache.stats()["computations"], len(app.state.token) > 40
+    ({}, True)
     """
-    app = FastAPI(title="seethrough explorer", version=__version__, docs_url=None, redoc_url=None)
-    cache, jobs = Cache(budget=cache_budget, workers=workers), Jobs()
-    app.state.cache, app.state.jobs, app.state.session = cache, jobs, session
-    latest: dict[str, int] = {}
-    latest_guard = threading.Lock()
+    app = FastAPI(title="seethrough explorer", version=__version__, docs_url=None, redoc_url=None, openapi_url=None)
+    token = token or new_token()
+    cache, jobs, newest = Cache(budget=cache_budget, workers=workers), Jobs(max_pending=max_waiting), Newest(max_clients)
+    app.state.cache, app.state.jobs, app.state.session, app.state.newest, app.state.token = cache, jobs, session, newest, token
+    app.add_middleware(Guard, token=token, bind_host=host)
+    pool = ThreadPoolExecutor(max_workers=view_threads, thread_name_prefix="seethrough-view")
+    waiting = [0]  # view computations handed to the pool and not finished (only the event loop changes it)
+    layers = session.layers()  # read once now: a forward pass must not run beside a computation later
 
     def flip(_: Session, input_id: str, method: str) -> dict[str, Any]:
         """Sweep the ε grid (each step cached, so the slider is instant afterwards) and mark the
@@ -85,7 +163,7 @@ def create_app(session: Session, *, cache_budget: int = 512 * 2**20, workers: in
 
     def parse(kind: str, query: dict[str, str]) -> dict[str, Any]:
         if kind not in kinds:
-            raise HTTPException(404, f"no view {kind!r}; views: {', '.join(kinds)}")
+            raise HTTPException(404, f"no view {kind[:40]!r}; views: {', '.join(kinds)}")
         params = {}
         for name, spec in kinds[kind][1].items():
             typ, default = spec if isinstance(spec, tuple) else (spec, REQUIRED)
@@ -94,11 +172,8 @@ def create_app(session: Session, *, cache_budget: int = 512 * 2**20, workers: in
                 if default is REQUIRED:
                     raise HTTPException(400, f"{kind} needs the parameter {name!r}")
                 params[name] = default
-                continue
-            try:
-                params[name] = typ(raw)
-            except ValueError:
-                raise HTTPException(400, f"{name} must be {typ.__name__}, got {raw!r}") from None
+            else:
+                params[name] = value_of(name, raw, typ)
         return params
 
     def key_of(kind: str, params: dict[str, Any]) -> tuple:
@@ -106,31 +181,41 @@ def create_app(session: Session, *, cache_budget: int = 512 * 2**20, workers: in
 
     def compute(kind: str, params: dict[str, Any], check: Callable[[], None] | None = None) -> bytes:
         fn, _, holds_model = kinds[kind]
-        key = key_of(kind, params)
 
         def run() -> bytes:
+            report(kind, 0, 0)  # a job's checkpoint: stop here if nobody waits any more
             if check is not None:
                 check()
             args = {("input_id" if k == "input" else k): v for k, v in params.items()}
             return json.dumps(_finite(fn(session, **args)), allow_nan=False).encode()
 
-        return cache.get(key, run, kind=kind, model=holds_model)
+        return cache.get(key_of(kind, params), run, kind=kind, model=holds_model)
 
-    def answer(kind: str, params: dict[str, Any], check: Callable[[], None] | None = None) -> Response:
+    async def answer(kind: str, params: dict[str, Any], check: Callable[[], None] | None = None) -> Response:
+        found, body = cache.lookup(key_of(kind, params))
+        if found:
+            return Response(body, media_type=JSON)
+        if waiting[0] >= max_waiting:
+            raise HTTPException(503, f"{max_waiting} computations are already waiting for the model; try again shortly",
+                                headers={"Retry-After": "2"})
+        waiting[0] += 1
         try:
-            return Response(compute(kind, params, check), media_type="application/json")
+            body = await asyncio.get_running_loop().run_in_executor(pool, compute, kind, params, check)
         except KeyError as e:
-            raise HTTPException(404, e.args[0] if e.args else str(e)) from None
-        except ValueError as e:
+            raise HTTPException(404, str(e.args[0] if e.args else e)) from None
+        except (ValueError, OverflowError) as e:
             raise HTTPException(400, str(e)) from None
         except Superseded:  # 204, not an error: the page simply waits for its newer request
             return Response(status_code=204)
+        finally:
+            waiting[0] -= 1
+        return Response(body, media_type=JSON)
 
     @app.get("/api/info")
-    def info() -> dict[str, Any]:
+    async def info() -> dict[str, Any]:
         return {"model": session.name, "version": __version__, "shape": list(session.shape),
                 "classes": None if session.labels is None else len(session.labels),
-                "inputs": session.input_names(), "layers": session.layers(),
+                "inputs": session.input_names(), "layers": layers,
                 "methods": [{"name": m.name, "family": m.family, "paper": m.paper} for m in METHODS.values()],
                 "attacks": [{"name": a.name, "paper": a.paper, "description": a.description}
                             for a in ATTACKS.values() if "eps" in a.defaults],
@@ -139,42 +224,46 @@ def create_app(session: Session, *, cache_budget: int = 512 * 2**20, workers: in
                 "data": 0 if session.data is None else len(session.data[0])}
 
     @app.get("/api/stats")
-    def stats() -> dict[str, Any]:
-        return cache.stats()
+    async def stats() -> dict[str, Any]:
+        return {**cache.stats(), "jobs": jobs.stats(), "waiting": waiting[0], "clients": len(newest)}
 
     @app.get("/api/adversarial")
-    def adversarial(request: Request) -> Response:
+    async def adversarial(request: Request) -> Response:
         params = parse("adversarial", dict(request.query_params))
         client, seq = request.query_params.get("client"), request.query_params.get("seq")
         check = None
         if client and seq is not None:
-            try:
-                n = int(seq)
-            except ValueError:
-                raise HTTPException(400, f"seq must be an int, got {seq!r}") from None
-            with latest_guard:
-                latest[client] = max(latest.get(client, n), n)
+            n = value_of("seq", seq, int)
+            client = value_of("client", client, str)
+            newest.note(client, n)
 
             def check() -> None:  # run once the model is free: only the client's newest ε is worth computing
-                if latest.get(client, n) > n:
+                if newest.superseded(client, n):
                     raise Superseded(f"ε request {n} of client {client!r} was superseded by a newer one")
-        return answer("adversarial", params, check)
+        return await answer("adversarial", params, check)
 
     @app.get("/api/data/{index}.png")
-    def thumbnail(index: int) -> Response:
-        if session.data is None or not 0 <= index < len(session.data[0]):
-            raise HTTPException(404, f"no data set sample {index}")
-        return Response(cache.get((session.name, "thumb", index), lambda: views.thumbnail(session, index),
-                                  kind="thumbnail", model=False), media_type="image/png")
+    async def thumbnail(index: str) -> Response:
+        if session.data is None or not _INT.fullmatch(index) or not 0 <= int(index) < len(session.data[0]):
+            raise HTTPException(404, f"no data set sample {index[:40]!r}")
+        key, i = (session.name, "thumb", int(index)), int(index)
+        found, body = cache.lookup(key)
+        if not found:  # a small PNG of a data set sample: no model, no queue
+            body = await run_in_threadpool(cache.get, key, lambda: views.thumbnail(session, i), kind="thumbnail", model=False)
+        return Response(body, media_type="image/png")
 
     @app.get("/api/{kind}")
-    def view(kind: str, request: Request) -> Response:
-        return answer(kind, parse(kind, dict(request.query_params)))
+    async def view(kind: str, request: Request) -> Response:
+        return await answer(kind, parse(kind, dict(request.query_params)))
 
     @app.post("/api/jobs/{kind}")
-    def start_job(kind: str, request: Request) -> dict[str, Any]:
+    async def start_job(kind: str, request: Request) -> dict[str, Any]:
         params = parse(kind, dict(request.query_params))
-        return jobs.submit(kind, key_of(kind, params), lambda: compute(kind, params)).as_dict()
+        key = key_of(kind, params)
+        try:  # already cached: a ticket that is done at once, no thread
+            return jobs.submit(kind, key, lambda: compute(kind, params), ready=cache.lookup(key)[0]).as_dict()
+        except Busy as e:
+            raise HTTPException(503, str(e), headers={"Retry-After": "2"}) from None
 
     def known_job(action: Callable[[str], Any], job_id: str) -> dict[str, Any]:
         try:
@@ -183,11 +272,11 @@ def create_app(session: Session, *, cache_budget: int = 512 * 2**20, workers: in
             raise HTTPException(404, e.args[0]) from None
 
     @app.get("/api/jobs/{job_id}")
-    def job(job_id: str) -> dict[str, Any]:
+    async def job(job_id: str) -> dict[str, Any]:
         return known_job(jobs.get, job_id)
 
     @app.delete("/api/jobs/{job_id}")
-    def cancel(job_id: str) -> dict[str, Any]:
+    async def cancel(job_id: str) -> dict[str, Any]:
         return known_job(jobs.cancel, job_id)
 
     @app.post("/api/upload")
@@ -203,18 +292,24 @@ def create_app(session: Session, *, cache_budget: int = 512 * 2**20, workers: in
             return JSONResponse({"detail": e.message}, status_code=e.status)
         return {"id": input_id, "inputs": session.input_names()}
 
-    static = resources.files("seethrough.web").joinpath("static")
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, e: RequestValidationError) -> JSONResponse:
+        first = e.errors()[0] if e.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ()) if p not in ("query", "path", "body")) or "request"
+        return JSONResponse({"detail": f"{where}: {first.get('msg', 'invalid')}"}, status_code=400)
 
-    @app.get("/")
-    def index() -> Response:
-        return Response(static.joinpath("index.html").read_bytes(), media_type="text/html")
+    @app.exception_handler(Exception)
+    async def bug(_: Request, e: Exception) -> JSONResponse:  # never for bad input: those are 4xx above
+        return JSONResponse({"detail": f"internal error (a bug; please report it): {type(e).__name__}: {e}"[:300]},
+                            status_code=500)
 
-    @app.get("/favicon.ico")
-    def favicon() -> Response:
-        return Response(static.joinpath("favicon.svg").read_bytes(), media_type="image/svg+xml")
+    add_page(app, token)
 
-    app.mount("/static", StaticFiles(directory=str(static)), name="static")
-    app.router.on_shutdown.append(jobs.shutdown)
+    def shutdown() -> None:
+        jobs.shutdown()
+        pool.shutdown(wait=False, cancel_futures=True)
+
+    app.router.on_shutdown.append(shutdown)
     return app
 
 

@@ -53,11 +53,12 @@ class Cache:
     _items: OrderedDict = field(default_factory=OrderedDict, init=False, repr=False)
     _sizes: dict = field(default_factory=dict, init=False, repr=False)
     _bytes: int = field(default=0, init=False, repr=False)  # sum of _sizes, kept as entries come and go
-    _locks: dict = field(default_factory=dict, init=False, repr=False)
+    _locks: dict = field(default_factory=dict, init=False, repr=False)  # key → (lock, threads holding or awaiting it)
     _guard: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
     _counts: Counter = field(default_factory=Counter, init=False, repr=False)
     _computations: Counter = field(default_factory=Counter, init=False, repr=False)
     _model: threading.BoundedSemaphore | None = field(default=None, init=False, repr=False)
+    _running: int = field(default=0, init=False, repr=False)  # model computations in progress
 
     def __post_init__(self) -> None:
         if self.budget < 0:
@@ -81,24 +82,39 @@ class Cache:
         found, value = self.lookup(key)
         if found:
             return value
-        with self._guard:
-            lock = self._locks.setdefault(key, threading.Lock())
-        with lock:
-            found, value = self.lookup(key)  # another thread may have filled it while we waited
-            if found:
-                return value
-            with self._guard:
-                self._counts["misses"] += 1
-            if model:
-                with self._model:
+        with self._guard:  # a key's lock lives while someone holds or waits for it, never longer
+            lock, users = self._locks.get(key, (None, 0))
+            lock = lock or threading.Lock()
+            self._locks[key] = (lock, users + 1)
+        try:
+            with lock:
+                found, value = self.lookup(key)  # another thread may have filled it while we waited
+                if found:
+                    return value
+                with self._guard:
+                    self._counts["misses"] += 1
+                if model:
+                    with self._model:
+                        with self._guard:
+                            self._running += 1
+                        try:
+                            value = compute()
+                        finally:
+                            with self._guard:
+                                self._running -= 1
+                else:
                     value = compute()
-            else:
-                value = compute()
+                with self._guard:
+                    self._computations[kind] += 1
+                    self._store(key, value)
+                return value
+        finally:
             with self._guard:
-                self._computations[kind] += 1
-                self._store(key, value)
-                self._locks.pop(key, None)
-            return value
+                lock, users = self._locks[key]
+                if users == 1:
+                    del self._locks[key]
+                else:
+                    self._locks[key] = (lock, users - 1)
 
     def _store(self, key: Hashable, value: Any) -> None:
         size = size_of(value)
@@ -114,9 +130,10 @@ class Cache:
             self._counts["evictions"] += 1
 
     def stats(self) -> dict[str, Any]:
-        """Hit/miss/eviction counters, computations per kind, entries and bytes used."""
+        """Hit/miss/eviction counters, computations per kind, entries and bytes used, model
+        computations running now and keys being computed or awaited (``locks``)."""
         with self._guard:
             return {"hits": self._counts["hits"], "misses": self._counts["misses"],
                     "evictions": self._counts["evictions"], "computations": dict(self._computations),
                     "entries": len(self._items), "bytes": self._bytes, "budget": self.budget,
-                    "workers": self.workers}
+                    "workers": self.workers, "running": self._running, "locks": len(self._locks)}

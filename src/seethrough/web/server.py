@@ -6,6 +6,7 @@ import socket
 import threading
 import time
 from dataclasses import dataclass
+from typing import Callable
 
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 
@@ -17,10 +18,29 @@ class Running:
     url: str
     server: object
     thread: threading.Thread
+    on_stop: Callable[[], None] | None = None
 
     def stop(self) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=10)
+        if self.on_stop is not None:
+            self.on_stop()
+            self.on_stop = None
+
+
+def check_port(port: object) -> int:
+    """``port`` if it is a TCP port number (0 = any free one), else a one-line ValueError.
+
+    >>> check_port(8765)
+    8765
+    >>> check_port(99999)
+    Traceback (most recent call last):
+    ...
+    ValueError: the port must be a whole number from 0 to 65535 (0 picks a free one), got 99999
+    """
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+        raise ValueError(f"the port must be a whole number from 0 to 65535 (0 picks a free one), got {port!r}")
+    return port
 
 
 def bind(host: str = "127.0.0.1", port: int = 0) -> socket.socket:
@@ -30,14 +50,16 @@ def bind(host: str = "127.0.0.1", port: int = 0) -> socket.socket:
     True
     >>> s.close()
     """
+    check_port(port)
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
-    except OSError as e:
+    except (OSError, OverflowError, UnicodeError) as e:
         sock.close()
-        raise ValueError(f"cannot listen on {host}:{port}: {e.strerror}; pick another --port (0 = any free one)") from None
+        why = getattr(e, "strerror", None) or str(e)
+        raise ValueError(f"cannot listen on {host}:{port}: {why}; check --host, or pick another --port (0 = any free one)") from None
     sock.listen(128)
     return sock
 
@@ -53,8 +75,9 @@ def _server(app):
     return uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=2))
 
 
-def start(app, host: str = "127.0.0.1", port: int = 0) -> Running:
-    """Serve ``app`` in a background thread (tests, screenshots); returns once it accepts."""
+def start(app, host: str = "127.0.0.1", port: int = 0, on_stop: Callable[[], None] | None = None) -> Running:
+    """Serve ``app`` in a background thread (tests, screenshots); returns once it accepts.
+    ``on_stop`` runs after the server has stopped (``explore`` restores the model's modes)."""
     sock = bind(host, port)
     server = _server(app)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True, name="seethrough-explorer")
@@ -64,7 +87,7 @@ def start(app, host: str = "127.0.0.1", port: int = 0) -> Running:
         time.sleep(0.02)
     if not server.started:
         raise RuntimeError("the explorer server did not start")
-    return Running(url_of(sock), server, thread)
+    return Running(url_of(sock), server, thread, on_stop)
 
 
 def serve(app, host: str = "127.0.0.1", port: int = 0, open_browser: bool = True) -> None:

@@ -37,13 +37,33 @@ class Session:
     _uploads: OrderedDict = field(default_factory=OrderedDict, init=False, repr=False)
     _guard: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
     _layers: list | None = field(default=None, init=False, repr=False)
+    _modes: list = field(default_factory=list, init=False, repr=False)  # (module, training) as found
 
     def __post_init__(self) -> None:
         if not isinstance(self.model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(self.model).__name__}")
         if not self.inputs:
             raise ValueError("the explorer needs at least one input image (inputs= or images=)")
+        # The views show the model in eval mode (no dropout, BatchNorm's running statistics);
+        # every module's own flag is kept so restore_modes() gives the user's model back as found.
+        self._modes = [(m, m.training) for m in self.model.modules()]
         self.model.eval()
+
+    def restore_modes(self) -> None:
+        """Put every module's ``training`` flag back as it was when the session was made.
+
+        >>> from torch import nn
+        >>> net = nn.Sequential(nn.Linear(2, 2), nn.Dropout()).train()
+        >>> net[0].eval()  # a mixed state, as a user may leave it
+        Linear(in_features=2, out_features=2, bias=True)
+        >>> s = Session(net, lambda image: image, "demo", inputs={"x": torch.zeros(1, 2)})
+        >>> net.training, net[1].training
+        (False, False)
+        >>> s.restore_modes(); [m.training for m in net.modules()]
+        [True, False, True]
+        """
+        for module, training in self._modes:
+            module.training = training  # not .train(flag): that would also overwrite the children
 
     def input(self, input_id: str) -> torch.Tensor:
         if input_id in self.inputs:

@@ -13,8 +13,12 @@ function current(view, n) { return seq[view] === n; }
 const fmt = (v, digits) => (v === null || v === undefined ? "n/a" : v.toFixed(digits));
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-async function api(url, options) {
-  const res = await fetch(url, options);
+// The server wrote its per-start token into this page; requests that change state must send it
+// back (a page from another site cannot read it, so it cannot start jobs or upload here).
+const TOKEN = document.querySelector('meta[name="seethrough-token"]').content;
+
+async function api(url, options = {}) {
+  const res = await fetch(url, { ...options, headers: { ...(options.headers || {}), "X-Seethrough-Token": TOKEN } });
   if (res.status === 204) return null;  // superseded by a newer request
   const body = await res.json().catch(() => null);
   if (!res.ok) throw new Error((body && body.detail) || `${res.status} ${res.statusText}`);
@@ -28,8 +32,10 @@ function setProgress(view, html) { section(view).querySelector(".progress").inne
 function query(params) { return new URLSearchParams(Object.entries(params).filter(([, v]) => v !== null && v !== undefined && v !== "")).toString(); }
 
 // Run a view as a job, showing step/total and elapsed time, then read it from the cache.
-// A view's newer request cancels its older job; replies may arrive out of order, so the
-// view's sequence number (`seqName`), not arrival, decides which job is the newer one.
+// Every POST gets its own ticket (identical requests from any page share one computation);
+// a view's newer request cancels its older ticket, which only withdraws this page's interest.
+// Replies may arrive out of order, so the view's sequence number (`seqName`), not arrival,
+// decides which ticket is the newer one.
 const running = {};
 async function runJob(view, kind, params, seqName = view) {
   const n = seq[seqName];
