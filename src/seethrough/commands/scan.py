@@ -1,0 +1,101 @@
+"""``seethrough scan``: one pass of mergeable accumulators over a data set, stored in a folder (resumable)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from seethrough.cli import ArchOpt, UnsafeOpt, app, friendly, load
+
+_NAMED = "digits[:train|test|all], fashion-mnist[:train|test], ai-benchmark"
+
+
+def _data(spec: str, preprocess):
+    """A folder, or one of the named sets that need no network."""
+    from seethrough.scan import ai_benchmark_photos, digits_source, fashion_mnist
+
+    name, _, split = spec.partition(":")
+    if name == "digits":
+        return digits_source(split or "test")
+    if name == "fashion-mnist":
+        return fashion_mnist(split or "test")
+    if name == "ai-benchmark":
+        return ai_benchmark_photos(preprocess)
+    if not Path(spec).is_dir():
+        raise ValueError(f"DATA must be a folder of images or one of {_NAMED}; got {spec!r}")
+    return spec
+
+
+@app.command("scan")
+@friendly
+def scan_cmd(
+    data: str = typer.Argument(..., help=f"a folder of images (recursive), or {_NAMED}"),
+    model: str = typer.Option("lenet-digits", "--model", "-m",
+                              help="zoo name, package.module:factory, TorchScript file, or state dict (with --arch)"),
+    arch: Optional[str] = ArchOpt,
+    unsafe_pickle: bool = UnsafeOpt,
+    layer: list[str] = typer.Option(..., "--layer", "-l", help="layer to scan (repeatable, or comma-separated)"),
+    accumulators: str = typer.Option("topk,moments,hist,dead,reservoir", "--accumulators", "-a",
+                                     help="comma-separated accumulator names"),
+    k: int = typer.Option(9, "--k", help="top-k examples kept per unit"),
+    sample: int = typer.Option(1000, "--sample", help="examples in the reservoir sample (for embeddings)"),
+    out: Path = typer.Option(Path("scan"), "--out", "-o", help="folder to store the scan in (and resume from)"),
+    dask: Optional[str] = typer.Option(None, "--dask", help="'local' for a LocalCluster, or a scheduler address tcp://host:port"),
+    workers: int = typer.Option(2, "--workers", help="LocalCluster worker processes (with --dask local)"),
+    batch_size: str = typer.Option("auto", "--batch-size", help="'auto' or an int"),
+    chunk_size: int = typer.Option(0, "--chunk-size", help="examples per chunk (0 = from the data set's size)"),
+    seed: int = typer.Option(0, "--seed"),
+):
+    """Scan DATA with MODEL: top-k examples, moments, histograms, dead units and a sample, per layer."""
+    from rich.console import Console
+    from rich.table import Table
+
+    import seethrough as see
+    from seethrough.scan import StoreError
+
+    layers = [s.strip() for item in layer for s in item.split(",") if s.strip()]
+    accs = [s.strip() for s in accumulators.split(",") if s.strip()]
+    bs: int | str = batch_size
+    if batch_size != "auto":
+        if not batch_size.isdigit() or int(batch_size) < 1:
+            raise ValueError(f"--batch-size must be 'auto' or a positive int, got {batch_size!r}")
+        bs = int(batch_size)
+    if chunk_size < 0:
+        raise ValueError(f"--chunk-size must be >= 0, got {chunk_size}")
+    loaded = load(model, arch, unsafe_pickle)
+    src = _data(data, loaded.preprocess)
+    options = {a: o for a, o in (("topk", {"k": k}), ("reservoir", {"size": sample})) if a in accs}
+    engine = "dask" if dask else "local"
+    address = None if dask in (None, "local") else dask
+    try:
+        # A zoo name or module:factory goes to Dask workers as is: each loads it once itself.
+        spec = model if arch is None and (model in see.zoo.models() or (":" in model and not Path(model).exists())) else loaded.model
+        res = see.scan(spec, src, layers, accs, options=options, batch_size=bs, engine=engine, address=address,
+                       workers=workers, out=out, chunk_size=chunk_size or None, preprocess=loaded.preprocess, seed=seed,
+                       progress=True)
+    except (StoreError, RuntimeError) as e:  # a full disk or a failed cluster: one line, exit 1
+        typer.echo(f"error: {e}".splitlines()[0], err=True)
+        raise typer.Exit(1)
+    c = res.counts()
+    table = Table(title=f"{loaded.name} · {c['seen']:,} of {c['examples']:,} examples · {res.seconds:.1f} s")
+    for col in ("layer", "units", "dead", "sparsity", "mean", "std"):
+        table.add_column(col, justify="left" if col == "layer" else "right")
+    for name in res.layers:
+        dead = res.accumulators.get((name, "dead"))
+        mom = res.accumulators.get((name, "moments"))
+        top = res.accumulators.get((name, "topk"))
+        units = len(mom.count) if mom is not None and mom.count is not None else (len(top.ids) if top is not None else 0)
+        table.add_row(name, str(units or "-"), f"{dead.dead_fraction:.1%}" if dead else "-", f"{dead.sparsity:.1%}" if dead else "-",
+                      f"{mom.mean.mean():.4g}" if mom else "-", f"{mom.std.mean():.4g}" if mom else "-")
+    Console().print(table)
+    if res.skipped:
+        typer.echo(f"skipped {len(res.skipped)} unreadable file(s):", err=True)
+        for name, why in res.skipped[:20]:
+            typer.echo(f"  {name}: {why}", err=True)
+        if len(res.skipped) > 20:
+            typer.echo(f"  … and {len(res.skipped) - 20} more (all listed in {out}/manifest.json)", err=True)
+    if res.workers_lost:
+        typer.echo(f"{len(res.workers_lost)} Dask worker(s) died during the scan; their chunks were rerun on the others", err=True)
+    typer.echo(f"scan stored in {out} ({'resumed after ' + str(c['resumed']) + ' chunks, ' if c['resumed'] else ''}"
+               f"{c['chunks']} chunks)")
