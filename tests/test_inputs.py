@@ -145,12 +145,18 @@ def test_structured_outputs(method, kind):
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6 * float(want.abs().max()) + 1e-12)
 
 
-@pytest.mark.parametrize("entry", ["predict", "attack"])
-def test_structured_outputs_for_class_readers(entry):
-    model = _Structured("dict")
+def test_structured_outputs_for_class_readers():
+    """predict reads the model through the boundary: a dict's "logits" entry by name, a tuple only with
+    output= (no position is guessed, docs/boundary.md); attacks still need a tensor-returning model."""
+    plain = [[p.index for p in row] for row in see.predict(_Structured("tensor"), X)]
+    assert [[p.index for p in row] for row in see.predict(_Structured("dict"), X)] == plain
+    with pytest.raises(TypeError, match=r"returns a tuple of 2 \(shapes \(2, 3\), \(2,\)\), not a tensor of class scores: "
+                                        r"pass output=0 \(a key, an index or a callable output -> tensor\)"):
+        see.predict(_Structured("tuple"), X)
+    assert [[p.index for p in row] for row in see.predict(_Structured("tuple"), X, output=0)] == plain
     with pytest.raises(TypeError, match=r"returns a dict with keys \['logits', 'aux'\].*wrap the model so that its "
                                         r"forward returns the \(N, classes\) score tensor \(here perhaps out\['logits'\]\)"):
-        ENTRY_POINTS[entry](model, X)
+        ENTRY_POINTS["attack"](_Structured("dict"), X)
 
 
 @pytest.mark.parametrize("entry", ["activations", "topk", "layer_stats"])

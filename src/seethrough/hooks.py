@@ -6,10 +6,21 @@ Every method runs its forward/backward passes inside :func:`hooks`, which
   in a forward gives two entries),
 * replaces the backward pass of chosen modules by a *rule* (deconvnet, guided
   back-propagation, LRP, DeepLIFT are all rules),
+* replaces the output of chosen layers by given tensors (``replace=``: a forward from a point
+  of a layer's output space, e.g. token embeddings, layer integrated gradients),
 * puts the model in eval mode and stops parameter gradients for the duration,
 
 and on exit - also after an exception - restores every training flag, every
 ``requires_grad``, the buffers (when run in train mode), and removes every hook.
+
+A layer whose output is a tuple, a list, a dict or a ``ModelOutput`` (every transformer block)
+is read through an *output selector* (``output=``, per layer): by default the first tensor of it.
+The selected tensor is what is recorded, what a rule sees and what a replacement stands for;
+downstream modules get the original structure with that tensor swapped in.
+
+TorchScript modules take no hooks: :func:`hooks` refuses to capture, replace or attach rules on
+them in one line (:data:`HOOKLESS`) instead of silently running the plain forward; with nothing
+to hook, it still gives them eval mode and the restore.
 """
 from __future__ import annotations
 
@@ -20,11 +31,22 @@ from typing import Callable, Iterable, Iterator, Mapping
 import torch
 from torch import nn
 
-from .layers import resolve_layers
+from .layers import resolve_layer, resolve_layers
+from .outputs import OutputSelector, pick, put
 
 # rule(module, x, y, grad_y) -> grad_x : the gradient that flows to the module's input.
 Rule = Callable[[nn.Module, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 Selector = type | tuple | Callable[[str, nn.Module], bool]
+Replacement = torch.Tensor | Callable[[torch.Tensor], torch.Tensor]
+
+# What runs on a model without hooks, and what does not: the one line every refusal gives.
+NEED_HOOKS = ("activations", "layer statistics", "top-k", "embed of inner layers", "the CAM family", "guided backprop",
+              "deconvnet", "DeepLIFT", "LRP", "layer=/unit= attribution")
+NO_HOOKS = ("saliency", "gradient×input", "sensitivity", "SmoothGrad", "integrated gradients", "occlusion", "LIME",
+            "KernelSHAP", "RISE", "predict", "attacks")
+HOOKLESS = ("{what} is a TorchScript module, which takes no hooks: methods that capture layers or change backward rules ("
+            + ", ".join(NEED_HOOKS) + ") cannot run on it; those that only need forwards and input gradients can ("
+            + ", ".join(NO_HOOKS) + "); load the eager nn.Module for the others")
 
 
 @dataclass
@@ -77,11 +99,13 @@ def hooks(
     capture: str | Iterable[str] = (),
     rules: Mapping[Selector, Rule] | None = None,
     *,
+    output: OutputSelector | Mapping[str, OutputSelector] = None,
+    replace: Mapping[str, Replacement] | None = None,
     train: bool = False,
     detach: bool = False,
     strict: bool = True,
 ) -> Iterator[Recorder]:
-    """Capture layer outputs and/or swap backward rules, leaving the model as found.
+    """Capture layer outputs, swap backward rules and/or replace layer outputs, leaving the model as found.
 
     ``capture``: layer names whose outputs are recorded (kept in the graph unless
     ``detach``, so ``torch.autograd.grad(score, rec.activations[name])`` gives layer
@@ -89,9 +113,21 @@ def hooks(
     captured layer cannot overwrite the capture.
     ``rules``: maps a module type (or tuple of types, or ``predicate(name, module)``) to a
     rule ``(module, x, y, grad_y) -> grad_x``; the first matching selector wins.
+    ``output``: how a tensor is read from a layer whose output is not one (a tuple, a list, a dict, a
+    ``ModelOutput``): one selector for every layer or ``{layer name: selector}``. The default takes
+    the first tensor (a transformer block's hidden states); a key, an index or a callable
+    ``output -> tensor`` pick another (see :func:`seethrough.outputs.pick`). The selected tensor is
+    recorded, seen by a rule, or replaced; the rest of the structure passes through unchanged.
+    ``replace``: ``{layer name: tensor or fn(selected output) -> tensor}``; the layer's selected
+    output becomes that tensor on every call (same shape), so the forward continues from a point of
+    the layer's output space and gradients reach the given tensor. Captures of a replaced layer
+    record the replacement.
     ``train``: run in train mode (buffers such as BatchNorm statistics are restored).
-    ``strict=False``: a captured layer whose output is not a tensor (a tuple, a dict) is
+    ``strict=False``: a captured layer whose output holds no tensor (or not the selected one) is
     skipped instead of raising, for surveys over every module.
+
+    A TorchScript module is refused in one line (:data:`HOOKLESS`) when anything is to be captured,
+    replaced or ruled; ``hooks(scripted)`` alone still runs it in eval mode and restores it.
 
     >>> import torch, seethrough as see
     >>> net = torch.nn.Sequential(torch.nn.Linear(2, 3), torch.nn.ReLU(), torch.nn.Linear(3, 1))
@@ -101,8 +137,15 @@ def hooks(
     torch.Size([4, 3])
     >>> net[1]._forward_hooks
     OrderedDict()
+    >>> with see.hooks(net, replace={"1": torch.zeros(4, 3)}):
+    ...     torch.equal(net(torch.ones(4, 2)), net[2].bias.expand(4, 1))
+    True
     """
+    model = getattr(model, "model", model) if not isinstance(model, nn.Module) else model  # a Boundary
     targets = resolve_layers(model, capture)
+    swaps = {name: (resolve_layer(model, name), value) for name, value in (replace or {}).items()}
+    selectors = _selectors(model, output)
+    _refuse_hookless(model, [*targets.values(), *(m for m, _ in swaps.values())], bool(rules))
     flags = {m: m.training for m in model.modules()}
     grads_wanted = {p: p.requires_grad for p in model.parameters()}
     saved_buffers = [(b, b.detach().clone()) for b in model.buffers()] if train else []
@@ -112,13 +155,19 @@ def hooks(
         model.train(train)
         for p in grads_wanted:
             p.requires_grad_(False)
-        for name, module in targets.items():
-            handles.append(module.register_forward_hook(_capture_hook(rec, name, detach, strict)))
+        # Order matters: hooks run in registration order, each seeing the output the previous one
+        # returned. Rules wrap the module's own output, a replacement then stands in for it (cutting
+        # the module's backward), and captures record what flows on.
         if rules:
             for name, module in model.named_modules():
                 rule = next((r for s, r in rules.items() if _matches(s, name, module)), None)
                 if rule is not None:
-                    handles.extend(_attach_rule(module, rule))
+                    handles.extend(_register(model, name, _attach_rule(module, rule, name, selectors(name))))
+        for name, (module, value) in swaps.items():
+            handles.extend(_register(model, name, [(module.register_forward_hook, _replace_hook(name, value, selectors(name)))]))
+        for name, module in targets.items():
+            hook = _capture_hook(rec, name, detach, strict, selectors(name))
+            handles.extend(_register(model, name, [(module.register_forward_hook, hook)]))
         yield rec
     finally:
         for h in handles:
@@ -130,6 +179,64 @@ def hooks(
         with torch.no_grad():
             for b, saved in saved_buffers:
                 b.copy_(saved)
+
+
+def is_scripted(module: nn.Module) -> bool:
+    """True for a TorchScript module (scripted or traced), which takes no Python hooks.
+
+    >>> is_scripted(torch.nn.ReLU())
+    False
+    """
+    return isinstance(module, torch.jit.ScriptModule)
+
+
+def hookless_error(what: str = "the model", method: str | None = None) -> TypeError:
+    """The one line for a model that cannot take the hooks a method needs (``method`` named first if given).
+
+    >>> str(hookless_error(method="LRP")).split(":")[0]
+    'LRP needs hooks, but the model is a TorchScript module, which takes no hooks'
+    """
+    return TypeError((f"{method} needs hooks, but " if method else "") + HOOKLESS.format(what=what))
+
+
+def require_hooks(model: nn.Module, method: str) -> None:
+    """Refuse a TorchScript model (or one holding a TorchScript part) for ``method`` before any work: for
+    methods that would otherwise fail elsewhere first (a default-layer search, a model copy).
+
+    >>> require_hooks(torch.nn.Linear(2, 1), "LRP")  # an eager model passes
+    """
+    model = getattr(model, "model", model) if not isinstance(model, nn.Module) else model
+    if any(is_scripted(m) for m in model.modules()):
+        raise hookless_error("the model" if is_scripted(model) else "a part of the model", method)
+
+
+def _refuse_hookless(model: nn.Module, hooked: list[nn.Module], ruled: bool) -> None:
+    # Rules must reach every module of their kind: one scripted submodule anywhere would silently
+    # keep its plain backward (guided backprop equal to the gradient), so any is refused.
+    scripted = [m for m in (model.modules() if ruled else hooked) if is_scripted(m)]
+    if scripted:
+        raise hookless_error("the model" if scripted[0] is model or is_scripted(model) else "a part of the model")
+
+
+def _register(model: nn.Module, name: str, pairs: list) -> list:
+    handles = []
+    for register, hook in pairs:
+        try:
+            handles.append(register(hook))
+        except RuntimeError as e:  # a module kind that refuses hooks without being a ScriptModule
+            for h in handles:
+                h.remove()
+            raise hookless_error(f"layer {name!r}" if name else "the model") from e
+    return handles
+
+
+def _selectors(model: nn.Module, output: OutputSelector | Mapping[str, OutputSelector]) -> Callable[[str], OutputSelector]:
+    """``layer name -> selector``: one selector given applies to every layer; a mapping names them (others: None)."""
+    if isinstance(output, Mapping):
+        for name in output:
+            resolve_layer(model, name)  # an unknown name lists the closest
+        return lambda name: output.get(name)
+    return lambda name: output
 
 
 def forward(model: nn.Module, x: torch.Tensor) -> object:
@@ -150,31 +257,58 @@ def forward(model: nn.Module, x: torch.Tensor) -> object:
         return model(x)
 
 
-def _capture_hook(rec: Recorder, name: str, detach: bool, strict: bool = True):
+def _capture_hook(rec: Recorder, name: str, detach: bool, strict: bool = True, selector: OutputSelector = None):
+    what = f"layer {name!r}'s output"
+
     def hook(module, inputs, output):
-        if not isinstance(output, torch.Tensor):
+        try:
+            t, path = pick(output, selector, what=what)
+        except (TypeError, ValueError):
             if not strict:
                 return None
-            raise TypeError(f"layer {name!r} returns {type(output).__name__}, not a tensor; capture a layer that outputs a tensor")
+            raise
         rec.calls[name] += 1
         rec.order.append(name)
         if detach:
-            output = output.detach()
-        elif torch.is_grad_enabled() and not output.requires_grad:
+            t = t.detach()
+        elif torch.is_grad_enabled() and not t.requires_grad and path is not None:
             # Parameters are frozen inside hooks(): a layer gradient must still be reachable
             # when the input does not require grad, so the capture becomes a graph leaf.
-            output = output.detach().requires_grad_()
-        rec.activations[name].append(output)
+            t = t.detach().requires_grad_()
+        rec.activations[name].append(t)
+        if path is None:  # a callable computed a new tensor: recorded, the forward goes on unchanged
+            return None
         # Downstream gets a copy: an inplace op there must not rewrite what we recorded.
-        return output.clone()
+        return put(output, path, t.clone())
 
     return hook
 
 
-def _attach_rule(module: nn.Module, rule: Rule) -> list:
-    """Intercept ``module``'s backward with ``rule``; works for repeated calls and inplace modules."""
+def _replace_hook(name: str, value: Replacement, selector: OutputSelector):
+    what = f"layer {name!r}'s output"
+
+    def hook(module, inputs, output):
+        t, path = pick(output, selector, what=what)
+        if path is None:
+            raise TypeError(f"replace={{{name!r}: ...}} needs an output selector that returns one of the layer's own "
+                            "tensors (a key or an index), not a computed one")
+        new = value(t) if callable(value) and not isinstance(value, torch.Tensor) else value
+        if not isinstance(new, torch.Tensor):
+            raise TypeError(f"replace[{name!r}] must be a tensor or fn(output) -> tensor, got {type(new).__name__}")
+        if new.shape != t.shape:
+            raise ValueError(f"replace[{name!r}] has shape {tuple(new.shape)} but the layer's output is {tuple(t.shape)}; "
+                             "give one value per sample of the batch being run")
+        return put(output, path, new)
+
+    return hook
+
+
+def _attach_rule(module: nn.Module, rule: Rule, name: str = "", selector: OutputSelector = None) -> list:
+    """``(register, hook)`` pairs that intercept ``module``'s backward with ``rule``; they work for repeated
+    calls and inplace modules, and on tuple/dict outputs through ``selector``."""
     stash: list[torch.Tensor] = []
     inplace = bool(getattr(module, "inplace", False))
+    what = f"layer {name!r}'s output"
 
     def pre(mod, inputs):
         if len(inputs) != 1 or not isinstance(inputs[0], torch.Tensor):
@@ -188,8 +322,11 @@ def _attach_rule(module: nn.Module, rule: Rule) -> list:
 
     def post(mod, inputs, output):
         x = stash.pop()
-        if not torch.is_grad_enabled() or not (x.requires_grad or output.requires_grad):
+        y, path = pick(output, selector, what=what)
+        if path is None:
+            raise TypeError(f"a backward rule on {name!r} needs an output selector that returns one of its tensors")
+        if not torch.is_grad_enabled() or not (x.requires_grad or y.requires_grad):
             return None
-        return _RuleGrad.apply(x, output, mod, rule)
+        return put(output, path, _RuleGrad.apply(x, y, mod, rule))
 
-    return [module.register_forward_pre_hook(pre), module.register_forward_hook(post)]
+    return [(module.register_forward_pre_hook, pre), (module.register_forward_hook, post)]

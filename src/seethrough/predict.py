@@ -2,14 +2,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 from torch import nn
 
-from .hooks import forward
-from .inputs import check_images
-from .outputs import MODEL_HINT, class_output
+from .boundary import Boundary, as_boundary
+from .hooks import hooks
 
 
 @dataclass(frozen=True)
@@ -19,24 +18,27 @@ class Prediction:
     probability: float
 
 
-def predict(model: nn.Module, x: torch.Tensor, k: int = 5, labels: Sequence[str] | None = None) -> list[list[Prediction]]:
+def predict(model: nn.Module | Boundary, x: torch.Tensor, k: int = 5, labels: Sequence[str] | None = None,
+            **how: Any) -> list[list[Prediction]]:
     """The ``k`` most probable classes of each sample (softmax over the model's logits).
 
-    An image batch ``(N, C, H, W)`` must be in [0, 1]; other inputs (the 2-D points of
-    ``mlp-2d``) are any finite float batch. The forward runs in eval mode and leaves the model
-    as found.
+    ``model`` is an ``nn.Module`` or a :class:`~seethrough.boundary.Boundary`; ``how`` takes the
+    boundary's fields (``kind=``, ``output="logits"`` for a dict or ``ModelOutput``, ``extra=`` such as
+    an ``attention_mask``; docs/boundary.md). An image batch ``(N, C, H, W)`` must be in [0, 1];
+    tabular rows, token ids and other tensors follow their kind's rules. The forward runs in eval
+    mode and leaves the model as found.
 
     >>> import seethrough as see
     >>> model, prep = see.zoo.load("efficientnet-lite0")
     >>> see.predict(model, prep(see.zoo.image("coffee")), k=1, labels=see.zoo.labels("efficientnet-lite0"))[0][0].label
     'espresso'
     """
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    check_images(x, model=model, kind="auto")
+    b = as_boundary(model, x, **how)
+    x = b.check(x)
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
         raise ValueError(f"k must be an int >= 1, got {k!r}")
-    out = class_output(forward(model, x), hint=MODEL_HINT)
+    with hooks(b.model), torch.no_grad():
+        out = b.forward(x)
     if out.dim() != 2:
         raise ValueError(f"predict needs a classifier output (N, classes), got {tuple(out.shape)}")
     probs = out.float().softmax(dim=1)

@@ -69,6 +69,8 @@ def embed(
     n_jobs: int = 1,
     batch_size: int | str = "auto",
     progress: bool = True,
+    scan: Any = None,
+    **how: Any,
 ) -> Embedding:
     """Embed the activations of each of ``layers`` in 2-D (t-SNE, PCA or UMAP).
 
@@ -81,21 +83,36 @@ def embed(
     gives the leave-one-out ``k``-NN accuracy and the ``purity_k``-neighbour purity, in the
     layer's own space and in the embedding.
 
+    ``model`` may be a :class:`~seethrough.boundary.Boundary`, and ``how`` takes its fields
+    (``kind=``, ``extra={"attention_mask": mask}``, ``output=``; docs/boundary.md): for token ids,
+    each ``(N, L, D)`` layer is the mean over each sequence's real tokens (mask nonzero, else ids
+    other than ``pad_id``, else all), and ``"input"`` is the embedding's output pooled the same way.
+
     >>> import seethrough as see
     >>> x, y = see.zoo.digits("test")
     >>> model, _ = see.zoo.load("lenet-digits")
     >>> e = see.embed(model, (x[:120], y[:120]), ["input", "fc3"], "pca", progress=False)
     >>> e["fc3"].shape, e.separation["fc3"].purity > e.separation["input"].purity
     (torch.Size([120, 2]), True)
+
+    ``scan=``: embed the reservoir sample of a ``see.scan`` result (or a stored scan's folder)
+    instead of a pass over ``data`` (model and data may be None; labels come from the scan).
     """
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose one of {', '.join(map(repr, METHODS))}")
-    x, labels = _split(data, labels)
+    acts = None
+    if scan is not None:  # x becomes the sampled example ids
+        from ..scan.views import embed_features
+
+        acts, x, labels, classes = embed_features(scan, layers, labels, classes)
+    else:
+        x, labels = _split(data, labels)
     if labels is not None:
         labels = _check_labels(labels, len(x))
     if classes is not None:
         classes = [str(c) for c in classes]
-    acts = collect(model, x, layers, batch_size=batch_size, progress=progress)
+    if acts is None:
+        acts = collect(model, x, layers, batch_size=batch_size, progress=progress, **how)
     coords, feats, dims, sep = {}, {}, {}, {}
     for name, a in acts.items():
         try:

@@ -1,19 +1,25 @@
 """What a layer sees: its outputs for given inputs, and which channels to show."""
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Any, Iterable
 
 import torch
 from torch import nn
 
-from ..hooks import hooks
-from ..inputs import check_images
+from ..boundary import Boundary, as_boundary, capture
+from ..outputs import OutputSelector
 
 
-def activations(model: nn.Module, x: torch.Tensor, layers: str | Iterable[str]) -> dict[str, torch.Tensor]:
+def activations(model: nn.Module | Boundary, x: torch.Tensor, layers: str | Iterable[str], *,
+                layer_output: OutputSelector = None, **how: Any) -> dict[str, torch.Tensor]:
     """The outputs of ``layers`` for the batch ``x``: ``{name: tensor (N, ...)}`` (detached).
 
-    A layer called several times in one forward gives its last call.
+    A layer called several times in one forward gives its last call. ``model`` is an ``nn.Module``
+    or a :class:`~seethrough.boundary.Boundary`; ``how`` takes the boundary's fields (``kind=``,
+    ``extra={"attention_mask": mask}``, ...): token ids ``(N, L)``, tabular rows and any tensor
+    work as well as images in [0, 1]. A layer whose output is a tuple or dict (a transformer block)
+    gives its first tensor, or the one ``layer_output`` selects (a key, an index or a callable; one
+    for every layer).
 
     >>> import seethrough as see
     >>> model, _ = see.zoo.load("lenet-digits")
@@ -22,20 +28,13 @@ def activations(model: nn.Module, x: torch.Tensor, layers: str | Iterable[str]) 
     >>> torch.equal(a["conv1"], model.conv1(x[:2]))
     True
     """
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"x must be a torch.Tensor batch (N, ...), got {type(x).__name__}")
-    check_images(x, model=model, kind="auto")  # an image batch in [0, 1]; any other input as given
+    b = as_boundary(model, x, **how)
+    x = b.check(x)  # an image batch in [0, 1]; rows, ids or tensors by their kind's rules
     names = [layers] if isinstance(layers, str) else list(layers)
     if not names:
         raise ValueError("layers is empty: name at least one layer (see seethrough.layer_names(model))")
-    with torch.no_grad(), hooks(model, capture=names, detach=True) as rec:
-        model(x)
-    out = {}
-    for n in names:
-        if not rec.activations[n]:
-            raise ValueError(f"layer {n!r} was not called in the forward pass")
-        out[n] = rec[n]
-    return out
+    rec = capture(b, x, names, layer_output=layer_output)
+    return {n: rec[n] for n in names}
 
 
 def pick_channels(act: torch.Tensor, n: int | None = None, *, how: str = "energy", seed: int = 0) -> torch.Tensor:

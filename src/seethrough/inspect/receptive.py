@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..batching import run_batched
+from ..boundary import image_only
 from ..hooks import hooks
 from ..layers import resolve_layer
 
@@ -94,6 +95,7 @@ def receptive_field(
     >>> receptive_field(model, "conv2", torch.zeros(1, 1, 32, 32), torch.tensor([[0, 0], [3, 5]])).tolist()
     [[0, 0, 14, 14], [6, 10, 20, 24]]
     """
+    model = image_only(model, "receptive fields")
     resolve_layer(model, layer)
     if not isinstance(x, torch.Tensor) or x.dim() != 4:
         raise ValueError(f"x must be an image batch (N, C, H, W) to measure receptive fields, got {getattr(x, 'shape', type(x))}")

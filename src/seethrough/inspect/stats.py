@@ -8,14 +8,15 @@ grouping give the same counts as one pass.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Iterable
+from typing import Any, Iterable
 
 import torch
 from torch import nn
 
 from ..batching import model_key
-from ..hooks import hooks
-from .data import Data, scan
+from ..boundary import Boundary, capture, token_states
+from ..layers import resolve_layers
+from .data import Data, scan as stream, with_boundary  # not `scan`: that is the scan= parameter
 
 
 def default_edges() -> torch.Tensor:
@@ -123,7 +124,7 @@ def merge_stats(a: LayerStats, b: LayerStats) -> LayerStats:
 
 
 def layer_stats(
-    model: nn.Module,
+    model: nn.Module | Boundary,
     data: Data,
     layers: str | Iterable[str],
     *,
@@ -131,10 +132,17 @@ def layer_stats(
     edges: torch.Tensor | None = None,
     batch_size: int | str = "auto",
     progress: bool = True,
+    scan: object = None,
+    **how: Any,
 ) -> dict[str, LayerStats]:
     """One batched pass over ``data`` giving each layer's :class:`LayerStats`.
 
-    ``data``: a tensor ``(N, ...)``, a Dataset, or an iterable of batches (``x`` or ``(x, y)``).
+    ``data``: a tensor ``(N, ...)``, a Dataset, or an iterable of batches (``x`` or ``(x, y)``):
+    images in [0, 1], tabular rows, token ids or any tensor. ``model`` is an ``nn.Module`` or a
+    :class:`~seethrough.boundary.Boundary`; ``how`` takes the boundary's fields (``kind=``,
+    ``extra=`` with one row per sample of ``data``, ...). A layer with a tuple or dict output is
+    read by its first tensor. A unit is a conv map's channel, a vector's feature, or a hidden
+    feature of ``(N, L, D)`` token states (active if above ``threshold`` at any token).
 
     >>> import seethrough as see
     >>> model, _ = see.zoo.load("lenet-digits")
@@ -142,22 +150,30 @@ def layer_stats(
     >>> s = see.layer_stats(model, x, ["relu1", "relu3"], progress=False)
     >>> s["relu1"].count, 0.0 < s["relu3"].sparsity < 1.0
     (360, True)
+
+    ``scan=``: read a ``see.scan`` result (or a stored scan's folder) with the ``hist``, ``dead``
+    and ``moments`` accumulators instead of passing over ``data`` (model and data may be None).
     """
+    if scan is not None:
+        from ..scan.views import stats_from_scan
+
+        if edges is not None:
+            raise ValueError("edges= cannot be changed when reading a scan (it used the default edges)")
+        return stats_from_scan(scan, layers, threshold=threshold)
     names = [layers] if isinstance(layers, str) else list(layers)
     if not names:
         raise ValueError("layers is empty: name at least one layer (see seethrough.layer_names(model))")
     edges = default_edges() if edges is None else torch.as_tensor(edges, dtype=torch.float64)
     result: dict[str, LayerStats] = {}
+    b, data = with_boundary(model, data, how)
 
-    def map_fn(x: torch.Tensor) -> dict[str, LayerStats]:
-        with torch.no_grad(), hooks(model, capture=names, detach=True) as rec:
-            model(x)
+    def map_fn(x: torch.Tensor, rows: torch.Tensor) -> dict[str, LayerStats]:
+        rec = capture(b, x, names, rows)
         out = {}
         for n in names:
-            calls = rec.activations[n]
-            if not calls:
-                raise ValueError(f"layer {n!r} was not called in the forward pass")
-            parts = [batch_stats(c, edges=edges, threshold=threshold) for c in calls]
+            # Token states (N, L, D): a unit is a hidden feature, active if above threshold at any token.
+            acts = [c.transpose(1, 2) if token_states(b, x, c) else c for c in rec.activations[n]]
+            parts = [batch_stats(c, edges=edges, threshold=threshold) for c in acts]
             out[n] = parts[0] if len(parts) == 1 else _merge_all(parts)
         return out
 
@@ -165,11 +181,9 @@ def layer_stats(
         for n, s in part.items():
             result[n] = merge_stats(result[n], s) if n in result else s
 
-    from ..layers import resolve_layers
-
-    resolve_layers(model, names)  # unknown names fail before any work
-    key = model_key(model, data, "stats") if isinstance(data, torch.Tensor) else None
-    scan(data, map_fn, reduce_fn, batch_size=batch_size, key=key, progress=progress, desc="layer stats")
+    resolve_layers(b.model, names)  # unknown names fail before any work
+    key = model_key(b.model, data, "stats") if isinstance(data, torch.Tensor) else None
+    stream(data, map_fn, reduce_fn, batch_size=batch_size, key=key, progress=progress, desc="layer stats", boundary=b)
     return result
 
 

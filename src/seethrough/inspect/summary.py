@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
 
-from ..hooks import hooks
+from ..boundary import Boundary, as_boundary, capture
 
 
 @dataclass(frozen=True)
@@ -18,11 +19,13 @@ class LayerInfo:
     calls: int
 
 
-def summary(model: nn.Module, x: torch.Tensor, *, containers: bool = False) -> list[LayerInfo]:
+def summary(model: nn.Module | Boundary, x: torch.Tensor, *, containers: bool = False, **how: Any) -> list[LayerInfo]:
     """One forward pass of ``x`` recording each leaf layer's output shape (per sample).
 
-    Layers not called in the forward, or (``containers=True``, which lists every named
-    module such as ``blocks.3``) whose output is not a tensor, have ``output_shape=None``.
+    ``containers=True`` lists every named module (such as ``blocks.3``). A layer whose output is a
+    tuple or dict shows its first tensor's shape; layers not called in the forward, or whose output
+    holds no tensor, have ``output_shape=None``. ``how`` takes the boundary's fields (``kind=``,
+    ``extra=``, ...; docs/boundary.md), so token ids or rows with extra arguments work too.
 
     >>> import seethrough as see
     >>> net = torch.nn.Sequential(torch.nn.Linear(2, 3), torch.nn.ReLU())
@@ -31,9 +34,10 @@ def summary(model: nn.Module, x: torch.Tensor, *, containers: bool = False) -> l
     >>> [i.name for i in see.inspect.summary(torch.nn.Sequential(net), torch.ones(1, 2), containers=True)]
     ['0', '0.0', '0.1']
     """
+    b = as_boundary(model, x, **how)
+    x, model = b.check(x), b.model
     leaves = [n for n, m in model.named_modules() if n and (containers or not any(True for _ in m.children()))]
-    with torch.no_grad(), hooks(model, capture=leaves, detach=True, strict=not containers) as rec:
-        model(x)
+    rec = capture(b, x, leaves, strict=False)  # a layer the forward skips is listed without a shape
     modules = dict(model.named_modules())
     out = []
     for n in leaves:
