@@ -5,7 +5,7 @@ PIP    := $(PY) -m pip install --quiet --disable-pip-version-check
 # The CPU build of torch is pinned here, installed first; the package itself accepts torch>=2.2.
 TORCH  := torch==2.13.0
 
-.PHONY: demo test bench screenshots chromium clean
+.PHONY: demo test bench screenshots chromium datasets clean
 SUDO   := $(if $(filter 0,$(shell id -u)),,sudo)
 
 $(PY):
@@ -13,7 +13,7 @@ $(PY):
 	$(PIP) $(TORCH)
 
 $(VENV)/.installed: pyproject.toml | $(PY)
-	$(PIP) $(TORCH) -e .
+	$(PIP) $(TORCH) -e '.[scan,text]'
 	touch $@
 
 $(VENV)/.installed-test: pyproject.toml $(VENV)/.installed
@@ -29,7 +29,7 @@ $(VENV)/.installed-bench: pyproject.toml $(VENV)/.installed
 demo: $(VENV)/.installed
 	$(VENV)/bin/seethrough report --out report
 
-test: $(VENV)/.installed-test chromium
+test: $(VENV)/.installed-test chromium datasets
 	$(PY) -m pytest
 
 # The explorer's browser tests drive Debian's Chromium through Playwright (`playwright install`
@@ -39,17 +39,27 @@ chromium:
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium chromium-driver >/dev/null; } || \
 		echo "warning: could not install chromium (apt-get install -y chromium chromium-driver); the browser tests will skip"
 
+# Fashion-MNIST (70,000 images) for scans, from Debian's dataset-fashion-mnist (no download at run time).
+# Without it the Fashion-MNIST test skips and says why; see.scan.fashion_mnist() names the package.
+datasets:
+	@test -e /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz || { $(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq dataset-fashion-mnist >/dev/null; } || \
+		echo "warning: could not install dataset-fashion-mnist (apt-get install -y dataset-fashion-mnist); its scan test will skip"
+
 # The README's explorer pictures, taken by the browser tests themselves.
 screenshots: $(VENV)/.installed-test chromium
 	SEETHROUGH_SCREENSHOTS=docs/img/explorer $(PY) -m pytest -q -m browser tests/web/test_browser.py
 
-bench: $(VENV)/.installed-bench
+bench: $(VENV)/.installed-bench datasets
 	$(PY) benchmarks/run.py
 	$(PY) benchmarks/tsne.py --large
 	$(PY) benchmarks/bench_optimize.py
 	$(PY) benchmarks/trust.py
 	$(PY) benchmarks/bench_concepts.py
 	$(PY) benchmarks/explorer.py
+	$(PY) benchmarks/scan.py
+	$(PY) benchmarks/scan_analyses.py
+	$(PY) benchmarks/tabular.py
 
 clean:
 	rm -rf $(VENV) report

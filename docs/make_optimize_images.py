@@ -47,11 +47,8 @@ def main():
     photo = prep(see.zoo.image("chelsea"))
     dr = see.dream(model, photo, "blocks.10", steps=12, octaves=3, step_size=0.015, seed=0)
     save(see.render.gallery(torch.cat([photo, dr.x]), ["chelsea", "DeepDream, blocks.10"], cell=3.0), "dream")
-
-    x = torch.nn.functional.interpolate(prep(see.zoo.image("astronaut")), size=128, mode="area").clamp(0, 1)
-    inv = see.invert(model, x, ["stem", "blocks.2", "blocks.6", "blocks.12"], steps=150, seed=0)
-    titles = ["original"] + [f"{r.layer}\nSSIM {r.similarity[0]:.2f}" for r in inv]
-    save(see.render.gallery(torch.cat([x, *(r.x for r in inv)]), titles, cell=2.0), "invert")
+    # optimize-invert.png comes with the SSIM table from the same run:
+    #     python benchmarks/bench_inversion.py --image docs/img/optimize-invert.png
 
 
 if __name__ == "__main__":

@@ -121,6 +121,25 @@ def test_smoothgrad_is_seeded_and_batch_size_free(lenet):
     assert var.abs().max() < 1e-6 * see.attribute(model, x, "saliency", target=t).max() ** 2  # only rounding left
 
 
+def test_smoothgrad_abs_options_say_where_the_absolute_value_goes(lenet):
+    model, x, t = lenet
+    opts = dict(target=t, n_samples=6, seed=2, batch_size=5)
+    signed = smoothgrad(model, x, **opts)
+    outside = smoothgrad(model, x, abs="abs-of-mean", **opts)  # |mean ∇|, the course's
+    inside = smoothgrad(model, x, abs="mean-of-abs", **opts)  # mean |∇|, Smilkov et al.'s and Captum's abs=True
+    torch.testing.assert_close(outside, signed.abs())
+    torch.testing.assert_close(smoothgrad(model, x, abs=True, **opts), inside)
+    assert (inside >= outside - 1e-7).all() and (inside - outside).max() > 1e-3 * inside.max()
+    # mean |∇| by hand: the gradients of the same noisy copies, averaged after the absolute value
+    eps = torch.randn((6, *x.shape[1:]), generator=torch.Generator().manual_seed(2))
+    sigma = 0.15 * (x.flatten(1).amax(1) - x.flatten(1).amin(1)).view(-1, 1, 1, 1)
+    # (the registry function, not see.attribute: noisy copies leave [0, 1], which the image gate refuses)
+    by_hand = torch.stack([see.METHODS["saliency"].fn(model, x + sigma * eps[k], t) for k in range(6)]).mean(0)
+    torch.testing.assert_close(inside, by_hand, atol=1e-6, rtol=1e-4)
+    with pytest.raises(ValueError, match="abs must be one of"):
+        smoothgrad(model, x, abs="inside", **opts)
+
+
 @pytest.mark.parametrize("method", ["saliency", "grad-x-input", "sensitivity", "smoothgrad", "smoothgrad-sq", "vargrad",
                                     "integrated-gradients"])
 def test_batch_with_targets_equals_single_calls(lenet, method):

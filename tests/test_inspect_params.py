@@ -1,4 +1,5 @@
 """Filters, weight health, linear-model importance and activations."""
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -18,13 +19,71 @@ def test_filters_are_a_detached_copy_of_the_weight_slice(lenet):
         w.zero_()  # must not write through to the model (untouched checks the bits)
 
 
-def test_filters_of_a_non_conv_layer_is_a_clear_error(lenet):
+def test_filters_of_a_layer_without_weights_is_a_clear_error(lenet):
     with untouched(lenet, allow_raise=ValueError):
-        with pytest.raises(ValueError, match="not a convolution"):
-            filters(lenet, "fc1")
-        filters(lenet, "fc1")
+        with pytest.raises(ValueError, match="filters need a Conv1d/2d/3d or a Linear layer"):
+            filters(lenet, "pool1")
     with pytest.raises(ValueError, match="filters must be"):
         filters(lenet, "conv1", filters=0)
+    with pytest.raises(ValueError, match="shape= reshapes a Linear layer"):
+        filters(lenet, "conv1", shape=(1, 5, 5))
+
+
+def _mlp(n_in, n_out=10, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(n_in, n_out))
+    with torch.no_grad():
+        net[1].weight.copy_(torch.randn(n_out, n_in, generator=g))
+    return net
+
+
+def test_linear_rows_are_images_of_the_inferred_shape():
+    mnist = _mlp(28 * 28)  # an MNIST MLP's first layer: each unit's weights as a 28×28 picture
+    with untouched(mnist):
+        w = filters(mnist, "1")
+        assert w.shape == (10, 1, 28, 28)
+        # row k, pixel (i, j) is the weight the unit gives to input pixel (i, j), as Flatten orders them
+        x = torch.zeros(1, 1, 28, 28)
+        x[0, 0, 3, 17] = 1.0
+        assert torch.equal(mnist[1](mnist[0](x))[0] - mnist[1].bias, w[:, 0, 3, 17])
+        w.zero_()  # a copy
+    rgb = _mlp(3 * 32 * 32, 4)
+    assert filters(rgb, "1").shape == (4, 3, 32, 32)
+    assert torch.equal(filters(rgb, "1")[2, 1, 5, 7], rgb[1].weight[2, 1 * 1024 + 5 * 32 + 7])
+
+
+def test_linear_rows_reshaped_to_a_given_shape_match_the_layer_before(lenet):
+    """lenet's fc1 reads pool2's (16, 5, 5) map flattened: shape=(16, 5, 5) gives each unit's
+    weights laid out over that map, so Σ w·h over the map is the unit's pre-activation."""
+    x = see.zoo.digits("test")[0][:3]
+    with untouched(lenet):
+        w = filters(lenet, "fc1", shape=(16, 5, 5))
+        with see.hooks(lenet, capture=["pool2", "fc1"]) as rec, torch.no_grad():
+            lenet(x)
+    h, out = rec["pool2"], rec["fc1"]
+    assert w.shape == (120, 16, 5, 5)
+    assert torch.allclose(torch.einsum("ochw,nchw->no", w.double(), h.double()) + lenet.fc1.bias.double(), out.double(),
+                          atol=1e-5)
+    assert filters(lenet, "fc1", shape=(16, 5, 5), filters=8, channels=2).shape == (8, 2, 5, 5)
+    for bad, text in [((16, 5, 4), "holds 320 values but the layer has 400 inputs"), ((16, 25), "three positive ints"),
+                      ((0, 20, 20), "three positive ints")]:
+        with pytest.raises(ValueError, match=text):
+            filters(lenet, "fc1", shape=bad)
+    with pytest.raises(ValueError, match="pass shape=\\(C, H, W\\)"):
+        filters(lenet, "fc2")  # 120 inputs: not an image of any inferable shape
+
+
+def test_filter_grid_renders_linear_rows_sixteen_a_row():
+    net = _mlp(28 * 28, 20, seed=3)
+    w = filters(net, "1")
+    img = see.render.filter_grid(w, scale=1)
+    assert img.mode == "L" and img.size == (16 * 29 + 1, 2 * 29 + 1)
+    a = np.asarray(img, dtype=np.float64) / 255
+    for k in (0, 17):  # each cell is its own filter scaled symmetrically: 0 → mid-grey, max |w| → black or white
+        r, c = divmod(k, 16)
+        cell = a[1 + r * 29:1 + r * 29 + 28, 1 + c * 29:1 + c * 29 + 28]
+        ref = 0.5 + 0.5 * w[k, 0].double().numpy() / w[k, 0].abs().max().item()
+        assert np.abs(cell - ref).max() <= 0.5 / 255 + 1e-9
 
 
 def _conv_with(weights):

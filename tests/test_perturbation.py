@@ -136,8 +136,12 @@ def test_report_section_quick():
 
     blocks = SECTIONS["perturbation"].build(Context(quick=True))
     figures = [b for b in blocks if isinstance(b, Figure)]
-    assert [f.title for f in figures] == ["Four perturbation methods", "LIME: the top superpixels"]
+    assert [f.title for f in figures] == ["Four perturbation methods", "LIME: the top superpixels",
+                                          "Occlusion: when hiding a patch loses the class"]
     assert all(f.provenance["seconds"] >= 0 and f.caption and "http" not in f.caption for f in figures)
+    # The occlusion caption quotes its own run: the share of positions where black squares raise the cat logit.
+    occ = figures[2].caption
+    assert "black squares raise the Egyptian cat logit at" in occ and "%" in occ and "from 0." in occ
     (table,) = [b for b in blocks if isinstance(b, Table)]
     assert [r[0] for r in table.rows] == ["occlusion", "LIME", "KernelSHAP", "RISE"]
     # KernelSHAP's efficiency, as the table states it: Σ weights = f(x) − f(black)

@@ -25,18 +25,23 @@ def test_rise_equals_its_definition_mask_by_mask():
     x = torch.rand(2, 3, 20, 18, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
     n, p = 60, 0.4
     masks = RiseMasks(n, (20, 18), cells=5, p=p, seed=3)
-    ref = torch.zeros(2, 1, 20, 18, dtype=torch.float64)
+    ref = {s: torch.zeros(2, 1, 20, 18, dtype=torch.float64) for s in ("probability", "logit")}
     with torch.no_grad():
         for i in range(n):
             m = masks(torch.tensor([i]))[0].double()  # (1, H, W)
-            ref += net(x * m)[:, [2, 0]].diagonal().view(2, 1, 1, 1) * m  # targets 2 and 0
-    ref /= n * p
+            out = net(x * m)
+            # The default score is the softmax probability (the paper's and its reference code's).
+            ref["probability"] += out.softmax(1)[:, [2, 0]].diagonal().view(2, 1, 1, 1) * m  # targets 2 and 0
+            ref["logit"] += out[:, [2, 0]].diagonal().view(2, 1, 1, 1) * m
+    ref = {s: r / (n * p) for s, r in ref.items()}
     ours = see.attribute(net, x, "rise", target=[2, 0], n_samples=n, cells=5, p=p, seed=3, batch_size=7)
-    torch.testing.assert_close(ours, ref, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(ours, ref["probability"], rtol=1e-10, atol=1e-12)
     auto = see.attribute(net, x, "rise", target=[2, 0], n_samples=n, cells=5, p=p, seed=3)
-    torch.testing.assert_close(auto, ref, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(auto, ref["probability"], rtol=1e-10, atol=1e-12)
+    logit = see.attribute(net, x, "rise", target=[2, 0], n_samples=n, cells=5, p=p, seed=3, score="logit")
+    torch.testing.assert_close(logit, ref["logit"], rtol=1e-10, atol=1e-12)
     other = see.attribute(net, x, "rise", target=[2, 0], n_samples=n, cells=5, p=p, seed=4)
-    assert not torch.allclose(other, ref)
+    assert not torch.allclose(other, ref["probability"])
 
 
 def test_rise_masks_are_smooth_random_and_keep_a_fraction_p():
@@ -52,7 +57,8 @@ def test_rise_masks_are_smooth_random_and_keep_a_fraction_p():
 def test_rise_puts_the_mass_on_the_region_the_model_looks_at():
     model = LooksAt(4, 20, 8)
     x = torch.ones(1, 3, 32, 32)
-    sal = see.attribute(model, x, "rise", target=0, n_samples=500, cells=6)[0, 0]
+    # score="logit": the model's raw output 0 depends on the region only (its softmax would mix in output 1)
+    sal = see.attribute(model, x, "rise", target=0, n_samples=500, cells=6, score="logit")[0, 0]
     inside = torch.zeros(32, 32, dtype=torch.bool)
     inside[4:12, 20:28] = True
     far = torch.ones(32, 32, dtype=torch.bool)
@@ -62,5 +68,5 @@ def test_rise_puts_the_mass_on_the_region_the_model_looks_at():
     lift = sal[inside].mean() - sal[far].mean()
     assert lift > 0.25 * sal[far].mean() and lift > 5 * sal[far].std()
     # The score depends on the region only: against a model over the whole image, RISE is flat.
-    flat = see.attribute(model, x, "rise", target=1, n_samples=500, cells=6)[0, 0]
+    flat = see.attribute(model, x, "rise", target=1, n_samples=500, cells=6, score="logit")[0, 0]
     assert flat.std() / flat.mean() < 0.1 < sal.std() / sal.mean()

@@ -102,7 +102,7 @@ def test_linear_model_recovered_by_shap_exactly_and_by_lime_in_ranking():
     truth = coef * means  # contribution of superpixel k against a black baseline
     shap = see.kernel_shap(model, x, target=0, segments=seg, n_samples=100, seed=1)
     torch.testing.assert_close(shap.weights, truth, rtol=1e-8, atol=1e-10)  # linear: exact even when sampling
-    lime = see.lime(model, x, target=0, segments=seg, n_samples=500, seed=1)
+    lime = see.lime(model, x, target=0, segments=seg, n_samples=500, seed=1, score="logit")  # the linear output itself
     for w, t in zip(lime.weights, truth):
         assert torch.equal(w.argsort(), t.argsort())  # same ranking of all 16 superpixels
         torch.testing.assert_close(w, t, rtol=0.1, atol=0.02)  # ridge shrinks a little
@@ -133,9 +133,10 @@ def test_seeded_determinism_and_batch_invariance(fn):
     c = fn(model, x[:2], seed=8, **opts)
     torch.testing.assert_close(a.weights, b.weights, rtol=1e-4, atol=1e-5)
     assert not torch.allclose(a.weights, c.weights, atol=1e-3)
-    # One image alone gives the same as within a batch of two (its samples are drawn first).
-    alone = fn(model, x[:1], seed=7, **opts | {"target": y[:1]})
-    torch.testing.assert_close(alone.weights[0], a.weights[0], rtol=1e-4, atol=1e-5)
+    # Each image alone gives the same as within the batch: every image has its own stream.
+    for i in range(2):
+        alone = fn(model, x[i:i + 1], seed=7, **opts | {"target": y[i:i + 1]})
+        torch.testing.assert_close(alone.weights[0], a.weights[i], rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize("method", ["slic", "quickshift", "grid"])

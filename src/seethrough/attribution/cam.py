@@ -14,7 +14,8 @@ from torch.nn import functional as F
 
 from ..hooks import hooks
 from ..layers import resolve_layer
-from ..targets import target_indices, target_scores
+from ..outputs import detach
+from ..targets import method_score, target_indices, target_scores
 from .registry import register
 from .rules import guided_backprop
 
@@ -52,7 +53,7 @@ def default_layer(model: nn.Module) -> str:
     return last
 
 
-def _maps(model: nn.Module, x: torch.Tensor, target: Any, layer: str | None,
+def _maps(model: nn.Module, x: torch.Tensor, target: Any, layer: str | None, score: str | None = None,
           ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """Feature maps A (N, K, h, w), dscore/dA, the output and the resolved class per sample."""
     name = default_layer(model) if layer is None else layer
@@ -62,10 +63,10 @@ def _maps(model: nn.Module, x: torch.Tensor, target: Any, layer: str | None,
         a = rec[name]
         if a.dim() != 4:
             raise ValueError(f"layer {name!r} outputs shape {tuple(a.shape)}; CAM methods need feature maps (N, C, h, w)")
-        idx = None if callable(target) and not isinstance(target, torch.Tensor) else target_indices(out.detach(), target)
-        (g,) = torch.autograd.grad(target_scores(out, target, idx).sum(), a, allow_unused=True)
+        idx = None if callable(target) and not isinstance(target, torch.Tensor) else target_indices(detach(out), target)
+        (g,) = torch.autograd.grad(target_scores(out, target, idx, score).sum(), a, allow_unused=True)
     g = torch.zeros_like(a) if g is None else g
-    return a.detach(), g, out.detach(), idx
+    return a.detach(), g, detach(out), idx
 
 
 def _finish(m: torch.Tensor, x: torch.Tensor, upsample: bool, rectify: bool) -> torch.Tensor:
@@ -94,8 +95,8 @@ def _negative_weights(a: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
     return -g.mean((2, 3))
 
 
-def _weighted(weights: Callable, model, x, target, layer, upsample):
-    a, g, _, _ = _maps(model, x, target, layer)
+def _weighted(weights: Callable, model, x, target, layer, upsample, score):
+    a, g, _, _ = _maps(model, x, target, layer, method_score(score, target, "logit"))
     w = weights(a, g)
     return _finish((w[:, :, None, None] * a).sum(1), x, upsample, rectify=True)
 
@@ -103,32 +104,35 @@ def _weighted(weights: Callable, model, x, target, layer, upsample):
 
 @register("gradcam", family="cam", paper="Selvaraju et al., 2017", region=True)
 def gradcam(model: nn.Module, x: torch.Tensor, target: Any = None, *, layer: str | None = None,
-            upsample: bool = True) -> torch.Tensor:
+            upsample: bool = True, score: str | None = None) -> torch.Tensor:
     """Grad-CAM: ``ReLU(Σ_k mean(∂score/∂A_k) · A_k)`` at ``layer``, upsampled to x's size.
+
+    ``score``: the logit (default, as the paper: "the score before the softmax"),
+    ``"probability"`` or ``"log-probability"``; the same option for every CAM variant.
 
     >>> net = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
     ...                           torch.nn.Flatten(), torch.nn.Linear(2, 3))
     >>> gradcam(net, torch.rand(2, 1, 8, 8), target=0).shape
     torch.Size([2, 1, 8, 8])
     """
-    return _weighted(_gradcam_weights, model, x, target, layer, upsample)
+    return _weighted(_gradcam_weights, model, x, target, layer, upsample, score)
 
 
 @register("gradcam++", family="cam", paper="Chattopadhay et al., 2018", region=True)
 def gradcam_pp(model: nn.Module, x: torch.Tensor, target: Any = None, *, layer: str | None = None,
-               upsample: bool = True) -> torch.Tensor:
+               upsample: bool = True, score: str | None = None) -> torch.Tensor:
     """Grad-CAM++: channel weights ``Σ_ij α_ij ReLU(∂score/∂A_kij)`` with the closed-form ``α``.
 
     >>> net = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(72, 3))
     >>> bool((gradcam_pp(net, torch.rand(1, 1, 8, 8), target=0) >= 0).all())
     True
     """
-    return _weighted(_gradcam_pp_weights, model, x, target, layer, upsample)
+    return _weighted(_gradcam_pp_weights, model, x, target, layer, upsample, score)
 
 
 @register("gradcam-negative", family="cam", paper="Selvaraju et al., 2017 (counterfactual explanations)", region=True)
 def gradcam_negative(model: nn.Module, x: torch.Tensor, target: Any = None, *, layer: str | None = None,
-                     upsample: bool = True) -> torch.Tensor:
+                     upsample: bool = True, score: str | None = None) -> torch.Tensor:
     """Counterfactual Grad-CAM: regions whose removal would *raise* the target score
     (the Grad-CAM paper's negative-gradient weights ``−mean(∂score/∂A_k)``).
 
@@ -137,7 +141,7 @@ def gradcam_negative(model: nn.Module, x: torch.Tensor, target: Any = None, *, l
     >>> torch.allclose(gradcam_negative(net, x, 0), gradcam(net, x, lambda out: -out[:, 0]))
     True
     """
-    return _weighted(_negative_weights, model, x, target, layer, upsample)
+    return _weighted(_negative_weights, model, x, target, layer, upsample, score)
 
 
 def _gap_linear(model: nn.Module, a: torch.Tensor, out: torch.Tensor) -> nn.Linear:
@@ -155,11 +159,13 @@ def _gap_linear(model: nn.Module, a: torch.Tensor, out: torch.Tensor) -> nn.Line
 
 @register("cam", family="cam", paper="Zhou et al., 2016", region=True)
 def class_activation_map(model: nn.Module, x: torch.Tensor, target: Any = None, *, layer: str | None = None,
-                         upsample: bool = True) -> torch.Tensor:
+                         upsample: bool = True, score: str | None = None) -> torch.Tensor:
     """CAM: ``Σ_k w_ck A_k`` with the classifier's weights (signed, not rectified).
 
     The layer must feed global average pooling and one linear layer; the weights are found
-    and the structure checked automatically.
+    and the structure checked automatically. The map decomposes the logit (its mean plus the
+    bias is the logit), so ``score`` can only be ``"logit"`` (the default); another score is a
+    ``ValueError`` (use ``gradcam`` with ``score="probability"``).
 
     >>> net = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
     ...                           torch.nn.Flatten(), torch.nn.Linear(2, 3))
@@ -168,6 +174,9 @@ def class_activation_map(model: nn.Module, x: torch.Tensor, target: Any = None, 
     """
     if callable(target) and not isinstance(target, torch.Tensor):
         raise TypeError("cam weights the feature maps by one class's classifier row; give a class target, not a callable")
+    if method_score(score, target, "logit") != "logit":
+        raise ValueError(f"cam decomposes the logit (classifier row · pooled maps), so score must be 'logit', got {score!r}; "
+                         "use 'gradcam' for another score")
     a, _, out, idx = _maps(model, x, target, layer)
     lin = _gap_linear(model, a, out)
     w = lin.weight.detach()[idx]
@@ -175,8 +184,10 @@ def class_activation_map(model: nn.Module, x: torch.Tensor, target: Any = None, 
 
 
 @register("guided-gradcam", family="cam", paper="Selvaraju et al., 2017")
-def guided_gradcam(model: nn.Module, x: torch.Tensor, target: Any = None, *, layer: str | None = None) -> torch.Tensor:
+def guided_gradcam(model: nn.Module, x: torch.Tensor, target: Any = None, *, layer: str | None = None,
+                   score: str | None = None) -> torch.Tensor:
     """Guided Grad-CAM: guided back-propagation ⊙ the upsampled Grad-CAM map; shaped like x.
+    Both factors read the same ``score`` (the logit by default).
 
     >>> net = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(72, 3))
     >>> guided_gradcam(net, torch.rand(1, 1, 8, 8), target=0).shape
@@ -185,5 +196,5 @@ def guided_gradcam(model: nn.Module, x: torch.Tensor, target: Any = None, *, lay
     if target is None:  # fix the class once so both factors explain the same decision
         with hooks(model), torch.no_grad():
             target = target_indices(model(x), None)
-    return guided_backprop(model, x, target) * gradcam(model, x, target, layer=layer)
+    return guided_backprop(model, x, target, score=score) * gradcam(model, x, target, layer=layer, score=score)
 

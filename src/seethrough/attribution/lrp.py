@@ -1,16 +1,30 @@
 """Layer-wise relevance propagation as a modified gradient.
 
 What flows backward is a "gradient" ``g``; the relevance of any tensor ``a`` is ``a ⊙ g``. With
-that reading, ops without parameters (ReLU, max/avg pooling, residual additions, flatten, pad)
-conserve relevance with their plain gradient, and only weighted layers (conv, linear,
-un-folded BatchNorm) need a rule: from the output relevance ``R = y ⊙ g_y`` the rule computes
-the input relevance ``R_x`` and returns ``R_x / x``. The attribution is the relevance at the
-input of the first weighted layer (a per-pixel normalisation in front of it keeps each pixel's
-relevance), or ``x ⊙ g`` when that layer sees a reshaped input.
+that reading, ops without parameters (max/avg pooling, residual additions, flatten, pad)
+conserve relevance with their plain gradient; every activation module passes its relevance
+through unchanged (``R_s = R_y``, zennit's ``Pass`` rule: ``g_s = (y / s) ⊙ g_y``, which for a
+ReLU is its gradient but keeps the relevance of a saturated ReLU6, whose gradient is 0); and
+weighted layers (conv, linear, un-folded BatchNorm) get a rule: from the output relevance
+``R = y ⊙ g_y`` the rule computes the input relevance ``R_x`` and returns ``R_x / x``. The
+attribution is the relevance at the input of the first weighted layer (a per-pixel
+normalisation in front of it keeps each pixel's relevance), or ``x ⊙ g`` when that layer sees a
+reshaped input.
 
-Rules: ``epsilon`` (ε-stabilised z-rule), ``gamma`` (``W + γW⁺``), ``zplus`` (α1β0: positive
-contributions only), ``flat`` and ``wsquare`` (first layer: relevance spread uniformly / by
-``W²`` over the receptive field). A *composite* assigns them per layer.
+Conventions (docs/attribution.md states them with measured numbers):
+
+* LRP starts from the **logit** ``R = f_c(x)`` at the target output (``score="probability"``
+  starts from ``p_c`` instead; every rule is linear in the starting relevance, so that is the
+  logit map times ``p_c / f_c``).
+* ``zplus`` is the z⁺ rule **without the bias**: positive contributions ``x⁺W⁺ + x⁻W⁻`` only, so
+  it conserves relevance exactly. Bach et al.'s α1β0 (and zennit's ``ZPlus``) put the positive
+  bias ``b⁺`` in the denominator, which absorbs a share ``b⁺ / z⁺`` of the relevance.
+* ``epsilon`` and ``gamma`` keep the bias in ``z``: biases (BatchNorm's folded shifts too) absorb
+  relevance, so the input relevance sums to less than the logit.
+
+Rules: ``epsilon`` (ε-stabilised z-rule), ``gamma`` (``W + γW⁺``), ``zplus`` (above),
+``flat`` and ``wsquare`` (first layer: relevance spread uniformly / by ``W²`` over the
+receptive field). A *composite* assigns them per layer.
 """
 from __future__ import annotations
 
@@ -22,10 +36,12 @@ from torch.nn.utils.stateless import _reparametrize_module
 
 from ..hooks import hooks
 from ..layers import resolve_layer
-from ..targets import target_scores
+from ..outputs import class_output
+from ..targets import method_score, target_indices, target_scores
 from .canonize import fold_batchnorm
 from .common import check_nonneg_float, reject_unknown
 from .registry import register
+from .rules import ACTIVATIONS, CountFunctional, warn_functional
 
 __all__ = ["lrp", "lrp_relevances", "COMPOSITES", "RULES"]
 
@@ -52,8 +68,20 @@ def _vjp(module: nn.Module, x: torch.Tensor, v: torch.Tensor, weight=None, bias:
     return g
 
 
+def passthrough_rule(module: nn.Module, s: torch.Tensor, y: torch.Tensor, grad_y: torch.Tensor) -> torch.Tensor:
+    """An element-wise unit passes its relevance through: ``s ⊙ g_s = y ⊙ g_y``.
+
+    >>> s, g = torch.tensor([8.0, 1.0, 0.5]), torch.ones(3)
+    >>> passthrough_rule(None, s, torch.nn.functional.relu6(s), g).tolist()   # ReLU6 saturated at 8: s·g_s = 6
+    [0.75, 1.0, 1.0]
+    """
+    nonzero = s != 0
+    return torch.where(nonzero, y / torch.where(nonzero, s, torch.ones_like(s)) * grad_y, torch.zeros_like(grad_y))
+
+
 def _stab(z: torch.Tensor, eps: float) -> torch.Tensor:
-    return z + eps * torch.where(z >= 0, 1.0, -1.0).to(z.dtype)
+    # sign(z) in z's own dtype: a float32 ±1 would round ε to float32 in a float64 computation
+    return z + eps * (2 * (z >= 0).to(z.dtype) - 1)
 
 
 def _relevance_in(kind: str, module: nn.Module, x: torch.Tensor, y: torch.Tensor, r: torch.Tensor,
@@ -141,11 +169,13 @@ def _assignment(model: nn.Module, composite: str | Composite, overrides: Mapping
 
 def lrp_relevances(model: nn.Module, x: torch.Tensor, target: Any = None, *, composite: str | Composite = "epsilon-plus-flat",
                    rules: Mapping | None = None, epsilon: float = 1e-6, gamma: float = 0.25,
-                   canonize: bool = True) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+                   canonize: bool = True, score: str | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """LRP attribution plus, per rule layer, the summed input relevance ``(N,)`` (for conservation checks).
 
     Returns ``(attribution, {layer name: relevance sum per sample})``; the layers are listed from
-    the output down, the last one is the first layer.
+    the output down, the last one is the first layer. The backward starts from relevance
+    ``score`` at the target output: the logit (default), or ``"probability"`` /
+    ``"log-probability"`` of the target class.
 
     >>> net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3, bias=False), torch.nn.ReLU(),
     ...                           torch.nn.Linear(3, 2, bias=False))
@@ -156,6 +186,7 @@ def lrp_relevances(model: nn.Module, x: torch.Tensor, target: Any = None, *, com
     """
     check_nonneg_float("epsilon", epsilon)
     check_nonneg_float("gamma", gamma)
+    score = method_score(score, target, "logit")
     work = fold_batchnorm(model, x.detach()) if canonize else model
     table = _assignment(work, composite, rules)
     sums: dict[str, torch.Tensor] = {}
@@ -169,10 +200,25 @@ def lrp_relevances(model: nn.Module, x: torch.Tensor, target: Any = None, *, com
         safe = torch.where(xin != 0, xin, torch.ones_like(xin))
         return torch.where(xin != 0, r_x / safe, torch.zeros_like(r_x))
 
-    with hooks(work, rules={(lambda n, m: m in table): rule}), torch.enable_grad():
+    # Weighted layers get their rule; every activation module passes its relevance through.
+    counter = CountFunctional()
+    with hooks(work, rules={(lambda n, m: m in table): rule, ACTIVATIONS: passthrough_rule}), torch.enable_grad():
         xg = x.detach().requires_grad_(True)
-        out = work(xg)
-        (g,) = torch.autograd.grad(target_scores(out, target).sum(), xg, allow_unused=True)
+        with counter:
+            out = work(xg)
+        if score is None:  # a callable target: its score's gradient seeds the backward
+            (g,) = torch.autograd.grad(target_scores(out, target).sum(), xg, allow_unused=True)
+        else:
+            # Relevance out ⊙ seed = the chosen score at the target, 0 elsewhere. For the logit the
+            # seed is exactly 1 (no division); otherwise score / logit (every rule is linear in it).
+            out = class_output(out)  # a tuple or dict output: one line on what to pass instead
+            idx = target_indices(out.detach(), target).view(-1, 1)
+            logit = out.detach().gather(1, idx)
+            value = target_scores(out.detach(), target, idx.view(-1), score).view(-1, 1)
+            scale = torch.ones_like(logit) if score == "logit" else torch.where(
+                logit != 0, value / torch.where(logit != 0, logit, torch.ones_like(logit)), torch.zeros_like(logit))
+            (g,) = torch.autograd.grad(out, xg, torch.zeros_like(out).scatter(1, idx, scale), allow_unused=True)
+    warn_functional("lrp", counter.count)
     g = torch.zeros_like(x) if g is None else g
     attribution = inputs[-1] if inputs and inputs[-1].shape == x.shape else x * g
     return attribution.detach(), sums
@@ -183,7 +229,10 @@ def lrp(model: nn.Module, x: torch.Tensor, target: Any = None, **options: Any) -
     """Layer-wise relevance propagation; options ``composite`` (default ``"epsilon-plus-flat"``:
     ε for linear layers, z⁺ for convolutions, flat for the first layer), ``rules`` (overrides
     ``{layer name or module type: rule name or None}``), ``epsilon``, ``gamma``, ``canonize``
-    (fold BatchNorm on a copy, default True).
+    (fold BatchNorm on a copy, default True), ``score`` (the starting relevance: the logit by
+    default, or ``"probability"`` / ``"log-probability"``). Activation modules pass relevance
+    through; see the module docstring for the conventions (z⁺ without bias, biases absorbing
+    relevance in the ε rule).
 
     >>> net = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3, bias=False), torch.nn.ReLU(), torch.nn.Flatten(),
     ...                           torch.nn.Linear(8, 2, bias=False))
@@ -192,5 +241,5 @@ def lrp(model: nn.Module, x: torch.Tensor, target: Any = None, **options: Any) -
     >>> bool(net(x)[0, 1] <= 0) or torch.allclose(r.sum(), net(x)[0, 1], rtol=1e-3)
     True
     """
-    reject_unknown("lrp", options, ("composite", "rules", "epsilon", "gamma", "canonize"))
+    reject_unknown("lrp", options, ("composite", "rules", "epsilon", "gamma", "canonize", "score"))
     return lrp_relevances(model, x, target, **options)[0]

@@ -49,12 +49,14 @@ def resolve_baseline(x: torch.Tensor, baseline: Any, *, blur_sigma: float | None
 _NAMED = ("mean", *BASELINES)
 
 
-def clean_forward(model: nn.Module, x: torch.Tensor, target: Any) -> tuple[torch.Tensor | None, torch.Tensor]:
-    """The target class per sample (``None`` for a callable target) and the clean scores."""
+def clean_forward(model: nn.Module, x: torch.Tensor, target: Any, score: str | None = None,
+                  ) -> tuple[torch.Tensor | None, torch.Tensor]:
+    """The target class per sample (``None`` for a callable target) and the clean scores
+    (``score``: see :func:`seethrough.targets.target_scores`)."""
     with hooks(model), torch.no_grad():
         out = model(x)
     idx = target_indices(out, target)
-    return idx, target_scores(out, target, idx).detach()
+    return idx, target_scores(out, target, idx, score).detach()
 
 
 def masked_scores(
@@ -70,12 +72,14 @@ def masked_scores(
     memory_budget: int | None = None,
     progress: bool = True,
     desc: str = "",
+    score: str | None = None,
 ) -> list[torch.Tensor]:
     """Scores of ``x[i] * m + baseline[i] * (1 - m)`` for ``counts[i]`` masks per image.
 
     All (image, mask) pairs form one stream of items evaluated by :func:`run_batched`, so
     the batch size is chosen once for the whole work, across images. Returns one ``(counts[i],)``
-    tensor per image. ``indices`` are the target classes from :func:`clean_forward`.
+    tensor per image. ``indices`` are the target classes from :func:`clean_forward`; ``score``
+    how they are read (logit, probability or log-probability; ``None`` for a callable target).
     """
     n_img = x.shape[0]
     counts = [counts] * n_img if isinstance(counts, int) else list(counts)
@@ -90,7 +94,7 @@ def masked_scores(
         m = masks(img, local).to(device=x.device, dtype=x.dtype)
         batch = torch.lerp(baseline[img_d], x[img_d], m).contiguous(memory_format=layout)
         out = net(batch)
-        return target_scores(out, target, None if indices is None else indices[img_d]).detach()
+        return target_scores(out, target, None if indices is None else indices[img_d], score).detach()
 
     with hooks(model), torch.no_grad():
         net, layout = channels_last_copy(model, x)  # copied inside hooks(): the copy is in eval mode too

@@ -1,11 +1,13 @@
 """Occlusion (Zeiler & Fergus, 2014): slide a patch over the image and watch the score drop."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
+from ..targets import method_score
 from .masking import clean_forward, masked_scores, resolve_baseline
 from .registry import register
 
@@ -55,31 +57,33 @@ def occlusion_windows(shape: tuple[int, int], window: Any = None, stride: Any = 
     return (wh, ww), [(r, c) for r in rows for c in cols]
 
 
-@register("occlusion", family="perturbation", paper="Zeiler & Fergus, 2014", region=True)
-def occlusion(
-    model: nn.Module,
-    x: torch.Tensor,
-    target: Any = None,
-    *,
-    window: Any = None,
-    stride: Any = None,
-    baseline: Any = 0.0,
-    batch_size: int | str = "auto",
-    memory_budget: int | None = None,
-    progress: bool = True,
-) -> torch.Tensor:
-    """Drop of the target score when a ``window`` patch is replaced by ``baseline``, averaged
-    over the windows covering each pixel: ``(N, 1, H, W)``, positive where hiding hurts.
+@dataclass
+class OcclusionDrops:
+    """The score drop ``clean − occluded`` of every window, before averaging into a map."""
 
-    ``window``/``stride`` are ints or (height, width) pairs (default: a seventh of the shorter
-    side, stride half the window); the last row and column of windows touch the image edge.
-    ``baseline``: a number, ``"mean"``, ``"blur"`` (sigma half the window) or a tensor.
+    drops: torch.Tensor  # (N, windows): positive where hiding the window lowers the score
+    clean: torch.Tensor  # (N,): the score of the unoccluded image
+    corners: list[tuple[int, int]]  # (top, left) of each window
+    window: tuple[int, int]  # (height, width)
+    score: str | None  # "logit", "probability", "log-probability"; None for a callable target
+
+    def rises(self) -> torch.Tensor:
+        """Per image, the share of window positions where hiding *raises* the score, ``(N,)``."""
+        return (self.drops < 0).to(self.drops.dtype).mean(1)
+
+
+def occlusion_drops(model: nn.Module, x: torch.Tensor, target: Any = None, *, window: Any = None, stride: Any = None,
+                    baseline: Any = 0.0, score: str | None = None, batch_size: int | str = "auto",
+                    memory_budget: int | None = None, progress: bool = True) -> OcclusionDrops:
+    """The per-window drops behind :func:`occlusion` (same options): which positions lower the
+    score, which raise it, and by how much.
 
     >>> import seethrough as see
     >>> x, y = see.zoo.digits("test")
     >>> model, _ = see.zoo.load("lenet-digits")
-    >>> see.attribute(model, x[:2], "occlusion", target=y[:2], window=8, stride=4).shape
-    torch.Size([2, 1, 32, 32])
+    >>> d = occlusion_drops(model, x[:2], y[:2], window=8, stride=8, progress=False)
+    >>> d.drops.shape, len(d.corners), d.window
+    (torch.Size([2, 16]), 16, (8, 8))
     """
     (wh, ww), corners = occlusion_windows(tuple(x.shape[2:]), window, stride)
     base = resolve_baseline(x, baseline, blur_sigma=min(wh, ww) / 2)
@@ -93,13 +97,50 @@ def occlusion(
         in_cols = (cols >= left[k, None]) & (cols < left[k, None] + ww)
         return (~(in_rows[:, :, None] & in_cols[:, None, :])).unsqueeze(1)
 
-    indices, clean = clean_forward(model, x, target)
+    score = method_score(score, target, "logit")
+    indices, clean = clean_forward(model, x, target, score)
     scores = masked_scores(model, x, target, indices, len(corners), masks, base, batch_size=batch_size,
-                           memory_budget=memory_budget, progress=progress, desc="occlusion")
-    drops = clean[:, None] - torch.stack(scores)  # (N, windows)
+                           memory_budget=memory_budget, progress=progress, desc="occlusion", score=score)
+    return OcclusionDrops(clean[:, None] - torch.stack(scores), clean, corners, (wh, ww), score)
+
+
+@register("occlusion", family="perturbation", paper="Zeiler & Fergus, 2014", region=True)
+def occlusion(
+    model: nn.Module,
+    x: torch.Tensor,
+    target: Any = None,
+    *,
+    window: Any = None,
+    stride: Any = None,
+    baseline: Any = 0.0,
+    score: str | None = None,
+    batch_size: int | str = "auto",
+    memory_budget: int | None = None,
+    progress: bool = True,
+) -> torch.Tensor:
+    """Drop of the target score when a ``window`` patch is replaced by ``baseline``, averaged
+    over the windows covering each pixel: ``(N, 1, H, W)``, positive where hiding hurts.
+
+    ``window``/``stride`` are ints or (height, width) pairs (default: a seventh of the shorter
+    side, stride half the window); the last row and column of windows touch the image edge.
+    ``baseline``: a number, ``"mean"``, ``"blur"`` (sigma half the window) or a tensor.
+    ``score``: the logit (default), ``"probability"`` (Zeiler & Fergus plot the probability of
+    the correct class) or ``"log-probability"``. Hiding is not removing: a black square is a new
+    pattern in the image and can *raise* the score (docs/perturbation.md measures how often);
+    :func:`occlusion_drops` gives the drop of every window.
+
+    >>> import seethrough as see
+    >>> x, y = see.zoo.digits("test")
+    >>> model, _ = see.zoo.load("lenet-digits")
+    >>> see.attribute(model, x[:2], "occlusion", target=y[:2], window=8, stride=4).shape
+    torch.Size([2, 1, 32, 32])
+    """
+    d = occlusion_drops(model, x, target, window=window, stride=stride, baseline=baseline, score=score,
+                        batch_size=batch_size, memory_budget=memory_budget, progress=progress)
+    (wh, ww), (h, w) = d.window, x.shape[2:]
     total = torch.zeros(x.shape[0], h, w, device=x.device, dtype=x.dtype)
     count = torch.zeros(h, w, device=x.device, dtype=x.dtype)
-    for p, (r, c) in enumerate(corners):  # cheap slicing, not model calls
-        total[:, r:r + wh, c:c + ww] += drops[:, p, None, None]
+    for p, (r, c) in enumerate(d.corners):  # cheap slicing, not model calls
+        total[:, r:r + wh, c:c + ww] += d.drops[:, p, None, None]
         count[r:r + wh, c:c + ww] += 1
     return (total / count).unsqueeze(1)

@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .common import check_positive_int
+from ..targets import method_score
 from .masking import clean_forward, masked_scores, resolve_baseline
 from .registry import register
 
@@ -43,7 +44,7 @@ class RiseMasks:
         return up.gather(3, cols).clamp_(0, 1)  # bilinear rounding may overshoot 1 by an ulp
 
 
-@register("rise", family="perturbation", paper="Petsiuk, Das & Saenko, 2018", region=True)
+@register("rise", family="perturbation", paper="Petsiuk, Das & Saenko, 2018", region=True, score="probability")
 def rise(
     model: nn.Module,
     x: torch.Tensor,
@@ -54,6 +55,7 @@ def rise(
     p: float = 0.5,
     baseline: Any = 0.0,
     seed: int = 0,
+    score: str | None = None,
     batch_size: int | str = "auto",
     memory_budget: int | None = None,
     progress: bool = True,
@@ -61,8 +63,10 @@ def rise(
     """RISE saliency ``Σ_i f(x ⊙ M_i) M_i / (n_samples · p)``: ``(N, 1, H, W)``.
 
     ``n_samples`` masks of a ``cells × cells`` grid keeping each cell with probability ``p``;
-    the same masks (``seed``) serve every image. Hidden pixels take the ``baseline``
-    (default 0, black, as in the paper).
+    the same masks (``seed``) serve every image, so an image gets the same map alone or in any
+    batch. Hidden pixels take the ``baseline`` (default 0, black, as in the paper). ``f`` is the
+    target's softmax **probability** by default (``score="probability"``, as the paper and its
+    reference code); ``score="logit"`` or ``"log-probability"`` on request.
 
     >>> import seethrough as see
     >>> x, y = see.zoo.digits("test")
@@ -79,10 +83,11 @@ def rise(
         raise ValueError(f"cells={cells} is finer than the image ({h}×{w}); choose cells ≤ {min(h, w)}")
     base = resolve_baseline(x, baseline)
     make = RiseMasks(n_samples, (h, w), cells=cells, p=p, seed=seed)
-    indices, _ = clean_forward(model, x, target)
+    score = method_score(score, target, "probability")
+    indices, _ = clean_forward(model, x, target, score)
     scores = torch.stack(masked_scores(model, x, target, indices, n_samples, lambda _, k: make(k), base,
                                        batch_size=batch_size, memory_budget=memory_budget, progress=progress,
-                                       desc="rise"))  # (N, n_samples)
+                                       desc="rise", score=score))  # (N, n_samples)
     # Σ_i score_i M_i without materialising all masks: accumulate chunk by chunk.
     total = torch.zeros(x.shape[0], h * w, device=x.device, dtype=x.dtype)
     for start in range(0, n_samples, 256):

@@ -11,10 +11,12 @@ quantities are
 
 ``f'`` is the unit's own local derivative, so ReLU6's upper cut and LeakyReLU's slope are kept.
 A unit written as a functional call (``torch.relu(x)`` inside ``forward``) has no module to
-intercept: those calls are counted during the forward and reported in a warning.
+intercept: those calls - and only those, not the functional call inside an ``nn.ReLU`` module's
+own ``forward`` - are counted during the forward and reported in a warning.
 """
 from __future__ import annotations
 
+import sys
 import warnings
 from typing import Any
 
@@ -23,7 +25,8 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from ..hooks import hooks
-from ..targets import target_indices, target_scores
+from ..outputs import detach, rows
+from ..targets import method_score, target_indices, target_scores
 from .common import make_baseline, reject_unknown
 from .registry import register
 
@@ -74,58 +77,75 @@ def guided_rule(module: nn.Module, x: torch.Tensor, y: torch.Tensor, grad_y: tor
     return local_vjp(module, x, grad_y.clamp_min(0))
 
 
-class _CountUnits(TorchFunctionMode):
-    """Counts activation calls in a forward; module calls are told apart afterwards."""
+def _caller_module(frame) -> nn.Module | None:
+    """The module whose ``forward`` (or call machinery) is the nearest enclosing frame, if any."""
+    while frame is not None:
+        owner = frame.f_locals.get("self")
+        if isinstance(owner, nn.Module):
+            return owner
+        frame = frame.f_back
+    return None
+
+
+class CountFunctional(TorchFunctionMode):
+    """Counts the activation calls of a forward that no activation module owns.
+
+    ``nn.ReLU.forward`` itself calls ``F.relu``: such a call belongs to a module whose backward
+    the rules replace, so it is not counted; ``torch.relu(x)`` written in a model's ``forward``
+    is. (Comparing all calls with the rules fired in the backward would also count the modules
+    that are not on the path to the score, e.g. those above a hidden unit being projected.)
+
+    >>> class Net(nn.Module):
+    ...     def __init__(self):
+    ...         super().__init__()
+    ...         self.act = nn.ReLU()
+    ...     def forward(self, x):
+    ...         return torch.relu(self.act(x) - 1)
+    >>> with CountFunctional() as counter:
+    ...     _ = Net()(torch.ones(2))
+    >>> counter.count
+    1
+    """
 
     def __init__(self) -> None:
         super().__init__()
         self.count = 0
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
-        if func in _FUNCTIONAL_UNITS:
+        if func in _FUNCTIONAL_UNITS and not isinstance(_caller_module(sys._getframe(1)), ACTIVATIONS):
             self.count += 1
         return func(*args, **(kwargs or {}))
 
 
-def _counting(rule):
-    calls = [0]
-
-    def counted(module, x, y, grad_y):
-        calls[0] += 1
-        return rule(module, x, y, grad_y)
-
-    return counted, calls
-
-
-def _warn_functional(method: str, seen: int, intercepted: int) -> None:
-    if seen > intercepted:
+def warn_functional(method: str, count: int) -> None:
+    """One ``RuntimeWarning`` when ``count`` activation calls escaped the rules (see :class:`CountFunctional`)."""
+    if count:
         warnings.warn(
-            f"{method}: {seen - intercepted} activation call(s) in the forward are functional (torch.relu, F.relu, …), "
+            f"{method}: {count} activation call(s) in the forward are functional (torch.relu, F.relu, …), "
             "not modules, so their backward could not be changed and they pass the plain gradient; "
             "write them as nn.ReLU() modules for a faithful result",
             RuntimeWarning, stacklevel=3,
         )
 
 
-def _rule_gradient(method: str, model: nn.Module, x: torch.Tensor, target: Any, rule) -> torch.Tensor:
-    counted, calls = _counting(rule)
-    with hooks(model, rules={ACTIVATIONS: counted}):
-        counter = _CountUnits()
+def _rule_gradient(method: str, model: nn.Module, x: torch.Tensor, target: Any, rule, score: str | None) -> torch.Tensor:
+    score = method_score(score, target, "logit")
+    with hooks(model, rules={ACTIVATIONS: rule}):
+        counter = CountFunctional()
         with torch.enable_grad():
             xg = x.detach().requires_grad_(True)
-            # Module calls are counted too: each fires the rule once in the backward, so the
-            # difference is what the forward did functionally. (The backward runs outside the
-            # counter: rules call the unit's forward again.)
+            # The backward runs outside the counter: rules call the unit's forward again.
             with counter:
                 out = model(xg)
-            (g,) = torch.autograd.grad(target_scores(out, target).sum(), xg, allow_unused=True)
-    _warn_functional(method, counter.count, calls[0])
+            (g,) = torch.autograd.grad(target_scores(out, target, score=score).sum(), xg, allow_unused=True)
+    warn_functional(method, counter.count)
     return torch.zeros_like(x) if g is None else g
 
 
 @register("deconvnet", family="rule", paper="Zeiler & Fergus, 2014")
-def deconvnet(model: nn.Module, x: torch.Tensor, target: Any = None) -> torch.Tensor:
-    """The input "gradient" with every activation's backward replaced by ``1{g>0}·g``.
+def deconvnet(model: nn.Module, x: torch.Tensor, target: Any = None, *, score: str | None = None) -> torch.Tensor:
+    """The input "gradient" with every activation's backward replaced by ``1{g>0}·g``; ``score``
+    the logit (default), ``"probability"`` or ``"log-probability"``.
 
     >>> net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(2, 2, bias=False), torch.nn.ReLU(),
     ...                           torch.nn.Linear(2, 1, bias=False))
@@ -134,12 +154,13 @@ def deconvnet(model: nn.Module, x: torch.Tensor, target: Any = None) -> torch.Te
     >>> deconvnet(net, torch.tensor([[[[-1.0, 2.0]]]]), 0).flatten().tolist()  # the mask 1{s>0} is ignored
     [1.0, 0.0]
     """
-    return _rule_gradient("deconvnet", model, x, target, deconvnet_rule)
+    return _rule_gradient("deconvnet", model, x, target, deconvnet_rule, score)
 
 
 @register("guided-backprop", family="rule", paper="Springenberg et al., 2015")
-def guided_backprop(model: nn.Module, x: torch.Tensor, target: Any = None) -> torch.Tensor:
-    """The input "gradient" with every activation's backward replaced by ``f'(s)·1{g>0}·g``.
+def guided_backprop(model: nn.Module, x: torch.Tensor, target: Any = None, *, score: str | None = None) -> torch.Tensor:
+    """The input "gradient" with every activation's backward replaced by ``f'(s)·1{g>0}·g``;
+    ``score`` the logit (default), ``"probability"`` or ``"log-probability"``.
 
     >>> net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(2, 2, bias=False), torch.nn.ReLU(),
     ...                           torch.nn.Linear(2, 1, bias=False))
@@ -148,7 +169,7 @@ def guided_backprop(model: nn.Module, x: torch.Tensor, target: Any = None) -> to
     >>> guided_backprop(net, torch.tensor([[[[-1.0, 2.0]]]]), 0).flatten().tolist()
     [0.0, 0.0]
     """
-    return _rule_gradient("guided-backprop", model, x, target, guided_rule)
+    return _rule_gradient("guided-backprop", model, x, target, guided_rule, score)
 
 
 # ------------------------------------------------------------------------------------ DeepLIFT
@@ -194,7 +215,9 @@ def deeplift(model: nn.Module, x: torch.Tensor, target: Any = None, **options: A
     ``baseline`` (the reference): ``"zeros"``/``"black"`` (default), ``"blur"``, a number or a
     tensor. Linear layers, BatchNorm in eval mode and residual additions need no rule; every
     activation module and max-pool gets the rescale rule. Summation-to-delta is exact when all
-    non-linearities are modules (functional ones are reported in a warning).
+    non-linearities are modules (functional ones are reported in a warning). ``score``: the logit
+    (default; summation-to-delta holds for it), ``"probability"`` or ``"log-probability"`` (the
+    softmax is not a module, so it passes its plain gradient and the sum is only first-order).
 
     >>> net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3), torch.nn.ReLU(), torch.nn.Linear(3, 2))
     >>> x = torch.rand(2, 1, 2, 2)
@@ -202,24 +225,21 @@ def deeplift(model: nn.Module, x: torch.Tensor, target: Any = None, **options: A
     >>> torch.allclose(a.flatten(1).sum(1), net(x)[:, 1] - net(torch.zeros_like(x))[:, 1], atol=1e-5)
     True
     """
-    reject_unknown("deeplift", options, ("baseline", "blur_sigma", "eps"))
+    reject_unknown("deeplift", options, ("baseline", "blur_sigma", "eps", "score"))
+    score = method_score(options.get("score"), target, "logit")
     base = make_baseline(x, options.get("baseline", "zeros"), options.get("blur_sigma"))
     eps = float(options.get("eps", 1e-10))
     n = x.shape[0]
-    rules = deeplift_rules(eps)
-    counted = {sel: _counting(r) for sel, r in rules.items()}
-    with hooks(model, rules={sel: c[0] for sel, c in counted.items()}):
-        counter = _CountUnits()
+    with hooks(model, rules=deeplift_rules(eps)):
+        counter = CountFunctional()
         with torch.enable_grad():
             both = torch.cat([x.detach(), base]).requires_grad_(True)
             with counter:
                 out = model(both)
-            idx = None if callable(target) and not isinstance(target, torch.Tensor) else target_indices(out[:n].detach(), target)
-            score = target_scores(out[:n], target, idx)
-            (g,) = torch.autograd.grad(score.sum(), both, allow_unused=True)
+            idx = None if callable(target) and not isinstance(target, torch.Tensor) else target_indices(detach(rows(out, n)), target)
+            scores = target_scores(rows(out, n), target, idx, score)
+            (g,) = torch.autograd.grad(scores.sum(), both, allow_unused=True)
     g = torch.zeros_like(both) if g is None else g
-    _warn_functional("deeplift", counter.count, counted[ACTIVATIONS][1][0])
+    warn_functional("deeplift", counter.count)
     return (x - base) * g[:n]
 
-
-from . import lrp as _lrp  # noqa: E402,F401  # registers "lrp" (its own module: relevance rules and composites)

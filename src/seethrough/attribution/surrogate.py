@@ -5,11 +5,16 @@ superpixels with ``z = 0`` are replaced by the baseline, and fit ``score ≈ b +
 They differ in the sampling and the weighting only:
 
 * LIME (Ribeiro et al., 2016): uniform random bits, weights ``sqrt(exp(-d² / width²))`` with
-  ``d`` the cosine distance to the all-on vector, ridge fit - as the ``lime`` package does.
+  ``d`` the cosine distance to the all-on vector, ridge fit of the class **probability** - as
+  the ``lime`` package does (``score="logit"`` on request).
 * KernelSHAP (Lundberg & Lee, 2017): coalitions drawn from the Shapley kernel (paired with
   their complements), least squares under the efficiency constraint
   ``Σ w = f(x) − f(baseline)``; with ``2^K ≤ n_samples`` every coalition is enumerated with its
-  exact kernel weight, which gives the exact Shapley values.
+  exact kernel weight, which gives the exact Shapley values. ``f`` is the logit by default.
+
+Every image draws its on/off patterns from its own generator seeded with ``seed``, so an image
+gets the same explanation alone or anywhere in a batch (a shared generator drawn in batch order
+would give a repeated image a different map at each position).
 """
 from __future__ import annotations
 
@@ -20,6 +25,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from ..targets import method_score
 from .common import check_positive_int
 from .masking import clean_forward, masked_scores, resolve_baseline
 from .registry import register
@@ -35,6 +41,7 @@ class SuperpixelExplanation:
     segments: torch.Tensor  # (N, H, W) int64 labels 0..K-1
     intercept: torch.Tensor  # (N,): LIME's intercept; KernelSHAP's f(baseline)
     n_features: list[int]  # superpixels per image
+    score: str | None = None  # what f was: "logit", "probability", "log-probability"; None for a callable target
 
 
 # sample(K, n_samples, generator) -> (z (S, K) bool, weight (S,) float64)
@@ -44,13 +51,15 @@ Fitter = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], tuple[torch.Tensor
 
 
 def _explain(model, x, target, sample: Sampler, fit: Fitter, *, segments, n_segments, n_samples, baseline, seed,
-             batch_size, memory_budget, progress, desc) -> SuperpixelExplanation:
+             score, batch_size, memory_budget, progress, desc) -> SuperpixelExplanation:
     check_positive_int("n_samples", n_samples, 2)
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise ValueError(f"seed must be an int, got {seed!r}")
     seg = resolve_segments(x, segments, n_segments)
     base = resolve_baseline(x, baseline)
     ks = [int(s.max()) + 1 for s in seg]
-    g = torch.Generator().manual_seed(seed)
-    drawn = [sample(k, n_samples, g) for k in ks]
+    # One stream per image, the same for every image: the draws never depend on the batch.
+    drawn = [sample(k, n_samples, torch.Generator().manual_seed(seed)) for k in ks]
     kmax, smax = max(ks), max(len(z) for z, _ in drawn)
     bits = torch.zeros(len(ks), smax, kmax)
     for i, (z, _) in enumerate(drawn):
@@ -61,16 +70,16 @@ def _explain(model, x, target, sample: Sampler, fit: Fitter, *, segments, n_segm
     def masks(img: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
         return torch.gather(bits[img, s], 1, seg_cpu[img].view(len(img), -1)).view(len(img), 1, h, w)
 
-    indices, _ = clean_forward(model, x, target)
+    indices, _ = clean_forward(model, x, target, score)
     scores = masked_scores(model, x, target, indices, [len(z) for z, _ in drawn], masks, base, batch_size=batch_size,
-                           memory_budget=memory_budget, progress=progress, desc=desc)
+                           memory_budget=memory_budget, progress=progress, desc=desc, score=score)
     weights = torch.zeros(len(ks), kmax, dtype=torch.float64)
     intercepts = torch.zeros(len(ks), dtype=torch.float64)
     for i, ((z, wt), y) in enumerate(zip(drawn, scores)):  # one small linear fit per image
         weights[i, : ks[i]], intercepts[i] = fit(z.double(), wt, y.double().cpu())
     weights = weights.to(device=x.device, dtype=x.dtype)
     attr = torch.gather(weights, 1, seg.view(len(ks), -1)).view(len(ks), 1, h, w)
-    return SuperpixelExplanation(attr, weights, seg, intercepts.to(device=x.device, dtype=x.dtype), ks)
+    return SuperpixelExplanation(attr, weights, seg, intercepts.to(device=x.device, dtype=x.dtype), ks, score)
 
 
 def weighted_ridge(z: torch.Tensor, y: torch.Tensor, weight: torch.Tensor, alpha: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -107,6 +116,7 @@ def lime(
     alpha: float = 1.0,
     baseline: Any = 0.0,
     seed: int = 0,
+    score: str | None = None,
     batch_size: int | str = "auto",
     memory_budget: int | None = None,
     progress: bool = True,
@@ -116,7 +126,10 @@ def lime(
     ``segments``: ``"slic"`` (default), ``"quickshift"``, ``"grid"`` or a label tensor;
     ``n_samples`` perturbed images (the first is the unperturbed one); ``kernel_width`` of the
     exponential kernel on the cosine distance; ``alpha`` the ridge penalty; masked
-    superpixels take the ``baseline`` (number, ``"mean"``, ``"blur"`` or tensor).
+    superpixels take the ``baseline`` (number, ``"mean"``, ``"blur"`` or tensor). The score is
+    the target's softmax **probability** by default (``score="probability"``, as the paper and
+    the ``lime`` package), or ``"logit"`` / ``"log-probability"``. ``seed`` fixes the on/off
+    patterns, the same for every image of the batch.
 
     >>> import seethrough as see
     >>> x, y = see.zoo.digits("test")
@@ -137,8 +150,8 @@ def lime(
         return weighted_ridge(z, y, weight, alpha)
 
     return _explain(model, x, target, _lime_sample, fit, segments=segments, n_segments=n_segments, n_samples=n_samples,
-                    baseline=baseline, seed=seed, batch_size=batch_size, memory_budget=memory_budget,
-                    progress=progress, desc="lime")
+                    baseline=baseline, seed=seed, score=method_score(score, target, "probability"),
+                    batch_size=batch_size, memory_budget=memory_budget, progress=progress, desc="lime")
 
 
 def shapley_kernel(k: int, size: torch.Tensor) -> torch.Tensor:
@@ -194,6 +207,7 @@ def kernel_shap(
     n_segments: int = 50,
     baseline: Any = 0.0,
     seed: int = 0,
+    score: str | None = None,
     batch_size: int | str = "auto",
     memory_budget: int | None = None,
     progress: bool = True,
@@ -201,8 +215,10 @@ def kernel_shap(
     """KernelSHAP (Lundberg & Lee, 2017) on superpixels: Shapley values of the target score.
 
     The weights add up to ``f(x) − f(baseline)`` (efficiency) by construction; with
-    ``2^K ≤ n_samples`` (few superpixels) they are the exact Shapley values. Options as
-    :func:`lime`.
+    ``2^K ≤ n_samples`` (few superpixels) they are the exact Shapley values. ``f`` is the
+    target's **logit** by default (``score="probability"`` or ``"log-probability"`` on request:
+    Shapley values are defined for any score, the logit keeps them additive in the model's
+    last layer). Other options as :func:`lime`.
 
     >>> import seethrough as see
     >>> x, y = see.zoo.digits("test")
@@ -213,11 +229,11 @@ def kernel_shap(
     True
     """
     return _explain(model, x, target, _shap_sample, _shap_fit, segments=segments, n_segments=n_segments,
-                    n_samples=n_samples, baseline=baseline, seed=seed, batch_size=batch_size,
-                    memory_budget=memory_budget, progress=progress, desc="kernel-shap")
+                    n_samples=n_samples, baseline=baseline, seed=seed, score=method_score(score, target, "logit"),
+                    batch_size=batch_size, memory_budget=memory_budget, progress=progress, desc="kernel-shap")
 
 
-@register("lime", family="perturbation", paper="Ribeiro, Singh & Guestrin, 2016", region=True)
+@register("lime", family="perturbation", paper="Ribeiro, Singh & Guestrin, 2016", region=True, score="probability")
 def _lime_map(model: nn.Module, x: torch.Tensor, target: Any = None, **options: Any) -> torch.Tensor:
     return lime(model, x, target, **options).map
 

@@ -1,4 +1,4 @@
-"""``seethrough explain``: attribution maps for one image, one PNG per method plus a panel."""
+"""``seethrough explain``: attribution maps for one image, one PNG per method plus a panel (or tabular rows: --row, --csv)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,6 +7,9 @@ from typing import Optional
 import typer
 
 from seethrough.cli import ArchOpt, ModelOpt, ShaOpt, UnsafeOpt, app, load
+from seethrough.commands.tabular import DEFAULT_METHODS as ROW_METHODS
+
+IMAGE_METHODS = "gradcam,guided-backprop,integrated-gradients"
 
 
 def parse_methods(spec: str) -> list[str]:
@@ -43,9 +46,12 @@ def predicted_class(model, x) -> int:
 
 @app.command()
 def explain(
-    image: Path = typer.Argument(..., help="an image file (any PIL-readable format)"),
-    method: str = typer.Option("gradcam,guided-backprop,integrated-gradients", "--method",
-                               help="comma-separated attribution methods, or 'all' for the whole registry"),
+    image: Optional[Path] = typer.Argument(None, help="an image file (any PIL-readable format); none with --row/--csv"),
+    method: Optional[str] = typer.Option(None, "--method",
+                                         help="comma-separated attribution methods, or 'all' for the whole registry "
+                                         f"(default: {IMAGE_METHODS} for an image, {ROW_METHODS} for rows)"),
+    row: Optional[int] = typer.Option(None, "--row", help="a tabular model (mlp-breast-cancer): explain row N of its held-out set"),
+    csv: Optional[Path] = typer.Option(None, "--csv", help="a tabular model: explain every row of this CSV (header = the feature names)"),
     target: Optional[int] = typer.Option(None, "--target", "-t", help="class to explain (default: the predicted class)"),
     layer: Optional[str] = typer.Option(None, "--layer", help="layer for the CAM methods (default: the last conv block)"),
     out: Path = typer.Option(Path("explain"), "--out", "-o", help="output folder: METHOD.png per method and panel.png"),
@@ -55,12 +61,35 @@ def explain(
     unsafe_pickle: bool = UnsafeOpt,
     sha256: Optional[str] = ShaOpt,
 ):
-    """Explain the model's decision on IMAGE with one or more attribution methods."""
+    """Explain the model's decision on IMAGE (or on tabular rows: --row, --csv) with one or more attribution methods."""
     from ..attribution import METHODS, attribute
     from ..render import overlay, panel
 
-    names = parse_methods(method)
+    if row is not None or csv is not None:  # tabular rows: one PNG per row and method, plus attributions.csv
+        from .tabular import explain_rows, require_tabular
+
+        if image is not None or trust or layer is not None:
+            raise ValueError("--row/--csv explain tabular rows: give no IMAGE, --trust or --layer with them")
+        require_tabular(model)
+        loaded = load(model, arch, unsafe_pickle, sha256, probe=False)
+        for path in explain_rows(loaded, parse_methods(method or ROW_METHODS), row=row, csv_path=csv, target=target, out=out):
+            typer.echo(str(path))
+        return
+    if image is None:
+        raise ValueError("give an IMAGE to explain, or --row N / --csv FILE for a tabular model (mlp-breast-cancer)")
+    names = parse_methods(method or IMAGE_METHODS)
     loaded = load(model, arch, unsafe_pickle, sha256)
+    if image.is_dir():  # a folder: one map per image and method, and explanations.csv (seethrough.scan.explain_dir)
+        from ..scan.explain_dir import explain_folder
+
+        if trust:
+            raise ValueError("--trust explains one image; for a folder, explanations.csv has deletion and insertion scores")
+        r = explain_folder(loaded.model, image, names, out, target=target, layer=layer, preprocess=loaded.preprocess,
+                           labels=loaded.labels)
+        for name, reason in r.skipped:
+            typer.echo(f"skipped {name}: {reason}")
+        typer.echo(f"{len(r.table)} maps of {r.table['name'].nunique()} images in {out / 'maps'}; scores: {r.csv}")
+        return
     x = loaded.preprocess(image)
     if target is None:  # the predicted class, fixed once so every method explains the same decision
         target = predicted_class(loaded.model, x)

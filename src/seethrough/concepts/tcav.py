@@ -30,6 +30,21 @@ class LayerTCAV:
     pvalue: float                # Bonferroni-corrected
     significant: bool
 
+    def reading(self) -> str:
+        """What this layer's numbers say, in words: captions are generated from it, never typed.
+
+        >>> r = LayerTCAV("pool2", 0.2, torch.full((3,), .2), torch.tensor([.5, .6, .4]), torch.ones(3), 0.01, True)
+        >>> r.reading()
+        'pool2: 0.20 against random 0.50 (p=0.01), significant: below the random CAVs, the concept lowers the class score'
+        """
+        rand = self.random_scores.double().mean().item()
+        head = f"{self.layer}: {self.score:.2f} against random {rand:.2f} (p={self.pvalue:.2g})"
+        if not self.significant:
+            return head + ", not significant"
+        if self.score >= rand:
+            return head + ", significant: above the random CAVs, the concept raises the class score"
+        return head + ", significant: below the random CAVs, the concept lowers the class score"
+
 
 @dataclass
 class TCAVResult:
@@ -41,6 +56,10 @@ class TCAVResult:
 
     def __getitem__(self, layer: str) -> LayerTCAV:
         return self.layers[layer]
+
+    def summary(self) -> str:
+        """Every layer's :meth:`LayerTCAV.reading`, joined: one sentence per result for a caption."""
+        return "; ".join(r.reading() for r in self.layers.values())
 
     def to_frame(self):
         import pandas as pd

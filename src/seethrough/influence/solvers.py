@@ -14,8 +14,14 @@ EXACT_MAX_PARAMS = 5000
 Hvp = Callable[[torch.Tensor], torch.Tensor]
 
 
-def damping_hint(min_eig: float) -> str:
-    return f"damping={max(1e-3, 2 * abs(min_eig)):.3g}"
+def damping_hint(min_eig: float, damping: float = 0.0) -> str:
+    """A damping that makes ``H + damping·I`` positive definite when ``min_eig`` bounds ``H``'s smallest
+    eigenvalue from above: twice the shortfall, never the value that just failed.
+
+    >>> damping_hint(-0.004, 0.01), damping_hint(0.0, 0.0)
+    ('damping=0.02', 'damping=0.001')
+    """
+    return f"damping={max(1e-3, 2 * abs(min_eig), 2 * damping):.3g}"
 
 
 def exact_inverse(h: torch.Tensor, damping: float) -> torch.Tensor:
@@ -30,7 +36,7 @@ def exact_inverse(h: torch.Tensor, damping: float) -> torch.Tensor:
     scale = max(evals.abs().max().item(), 1e-30)
     if lo + damping <= 1e-10 * scale:
         raise ValueError(f"the Hessian is not positive definite (smallest eigenvalue {lo:.3g}) and damping={damping:g} "
-                         f"does not fix it: influence needs an invertible Hessian; try {damping_hint(lo)}")
+                         f"does not fix it: influence needs an invertible Hessian; try {damping_hint(lo, damping)}")
     return (evecs / (evals + damping)) @ evecs.T
 
 
@@ -58,8 +64,12 @@ def cg(hvp: Hvp, v: torch.Tensor, damping: float, *, tol: float = 1e-10, max_ite
         hp = hvp(p) + damping * p
         curv = (p * hp).sum(1)
         if (curv[live] <= 0).any():
-            raise ValueError(f"the damped Hessian has negative curvature (pᵀHp = {curv[live].min().item():.3g}): influence "
-                             f"needs an invertible, positive definite Hessian; add damping, e.g. damping=0.01")
+            # pᵀ(H + λI)p / pᵀp ≤ 0 bounds H's smallest eigenvalue from above by that quotient − λ: the
+            # suggestion must exceed the damping that just failed (it used to be a fixed 0.01).
+            rayleigh = (curv / (p * p).sum(1).clamp_min(1e-300))[live].min().item()
+            raise ValueError(f"the Hessian has negative curvature (smallest eigenvalue at most {rayleigh - damping:.3g}) "
+                             f"and damping={damping:g} does not fix it: influence needs an invertible, positive "
+                             f"definite Hessian; try {damping_hint(rayleigh - damping, damping)} or more")
         alpha = torch.where(live, rr / curv.where(live, torch.ones_like(curv)), torch.zeros_like(rr))
         s += alpha[:, None] * p
         r -= alpha[:, None] * hp

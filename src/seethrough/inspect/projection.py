@@ -1,7 +1,6 @@
-"""Projecting one hidden unit back to the input: Zeiler & Fergus's deconvnet view of top-k examples."""
+"""Projecting one hidden unit back to the input: Zeiler & Fergus's deconvnet view of top-k examples,
+or the same view with guided back-propagation or the plain gradient."""
 from __future__ import annotations
-
-import warnings
 
 import torch
 from torch import nn
@@ -19,6 +18,9 @@ def _unit_score(act: torch.Tensor, units: torch.Tensor, positions: torch.Tensor 
     return act[rows, units, positions[:, 0], positions[:, 1]]
 
 
+PROJECTIONS = ("deconvnet", "guided-backprop", "gradient")
+
+
 def project(
     model: nn.Module,
     x: torch.Tensor,
@@ -32,8 +34,10 @@ def project(
     (at ``positions[i]`` = (row, col) for a conv layer; the whole map when ``None``).
 
     ``method="deconvnet"`` back-propagates with the deconvnet rule (Zeiler & Fergus, 2014)
-    from ``seethrough.attribution``; ``"gradient"`` with the plain gradient; ``"auto"`` uses
-    the deconvnet when it is registered.
+    from ``seethrough.attribution``; ``"guided-backprop"`` with guided back-propagation
+    (Springenberg et al., 2015: the deconvnet's ``1{g>0}`` and the forward ReLU mask, so only
+    pixels that both excite the unit and pass the forward pattern show); ``"gradient"`` with the
+    plain gradient; ``"auto"`` uses the deconvnet when it is registered.
 
     >>> import seethrough as see
     >>> model, _ = see.zoo.load("lenet-digits")
@@ -48,10 +52,10 @@ def project(
     resolve_layer(model, layer)
     if method == "auto":
         method = "deconvnet" if "deconvnet" in METHODS else "gradient"
-    if method not in ("deconvnet", "gradient"):
-        raise ValueError(f"method must be 'auto', 'deconvnet' or 'gradient', got {method!r}")
-    if method == "deconvnet" and "deconvnet" not in METHODS:
-        raise ValueError("method='deconvnet' needs seethrough.attribution's deconvnet, which is not registered")
+    if method not in PROJECTIONS:
+        raise ValueError(f"method must be one of {', '.join(map(repr, ('auto', *PROJECTIONS)))}, got {method!r}")
+    if method != "gradient" and method not in METHODS:
+        raise ValueError(f"method={method!r} needs seethrough.attribution's {method}, which is not registered")
     n = x.shape[0]
     units = torch.as_tensor(units, dtype=torch.long, device=x.device).reshape(-1).expand(n) if not isinstance(units, torch.Tensor) or units.numel() == 1 else units.to(x.device).long()
     if units.shape != (n,):
@@ -59,14 +63,10 @@ def project(
     if positions is not None:
         positions = torch.as_tensor(positions, dtype=torch.long, device=x.device).reshape(n, 2)
     with hooks(model, capture=layer) as rec:
-        if method == "deconvnet":
-            # The deconvnet's target is a callable of the output; the score it asks for is
+        if method != "gradient":
+            # The rule method's target is a callable of the output; the score it asks for is
             # the captured unit, so its modified backward runs from the hidden unit down.
-            with warnings.catch_warnings():
-                # It warns when activations in the forward escape its rule; here the ones
-                # above `layer` are not on the backward path at all, so the count misleads.
-                warnings.filterwarnings("ignore", message="deconvnet: .* functional", category=RuntimeWarning)
-                return METHODS["deconvnet"].fn(model, x, lambda out: _unit_score(rec[layer], units, positions))
+            return METHODS[method].fn(model, x, lambda out: _unit_score(rec[layer], units, positions))
         with torch.enable_grad():
             xg = x.detach().requires_grad_()
             model(xg)
@@ -78,7 +78,8 @@ def topk_examples(
     model: nn.Module, data: torch.Tensor, result, *, projection: str | None = "auto", batch_size: int | str = "auto"
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """The receptive-field crops ``(U, k, C, s, s)`` of a conv-layer :class:`TopK` result and
-    their projections (``projection``: ``"auto"``, ``"deconvnet"``, ``"gradient"`` or ``None``),
+    their projections (``projection``: ``"auto"``, ``"deconvnet"``, ``"guided-backprop"``, ``"gradient"``
+    or ``None``),
     cropped the same way. ``data`` is the tensor the top-k was computed on.
 
     >>> import seethrough as see

@@ -13,9 +13,9 @@ import torch
 from torch import nn
 
 from ..batching import model_key
-from ..hooks import hooks
+from ..boundary import capture, token_mask, token_states
 from ..layers import resolve_layer
-from .data import Data, data_length, scan
+from .data import Data, data_length, scan as stream, with_boundary  # not `scan`: that is the scan= parameter
 from .receptive import receptive_field
 
 
@@ -23,7 +23,8 @@ from .receptive import receptive_field
 class TopK:
     """``indices``/``values``: ``(U, k)`` dataset indices and activations, strongest first,
     for ``units`` (U,). Conv layers also give ``positions (U, k, 2)`` (row, col in the
-    layer's map) and ``boxes (U, k, 4)`` (top, left, bottom, right; ends exclusive) in the input."""
+    layer's map) and ``boxes (U, k, 4)`` (top, left, bottom, right; ends exclusive) in the input;
+    sequence layers (token states, Conv1d) give ``positions (U, k, 1)`` (the token / step) and no boxes."""
 
     layer: str
     units: torch.Tensor
@@ -44,8 +45,8 @@ def _scores(act: torch.Tensor, units: torch.Tensor | None) -> tuple[torch.Tensor
         act = act[:, units]
     if act.dim() == 2:
         return act, None
-    if act.dim() != 4:
-        raise ValueError(f"top-k needs a layer output (N, units) or (N, C, H, W), got shape {tuple(act.shape)}")
+    if act.dim() not in (3, 4):
+        raise ValueError(f"top-k needs a layer output (N, units), (N, C, L) or (N, C, H, W), got shape {tuple(act.shape)}")
     return act.flatten(2).max(2)
 
 
@@ -71,11 +72,17 @@ def topk(
     boxes: bool = True,
     batch_size: int | str = "auto",
     progress: bool = True,
+    scan: object = None,
+    **how: object,
 ) -> TopK:
     """The ``k`` inputs of ``data`` that activate each unit of ``layer`` most (or one ``unit``).
 
-    ``data``: a tensor ``(N, C, H, W)``, a Dataset, or an iterable of batches. For conv
-    layers the position of each maximum and (``boxes=True``) its receptive-field box.
+    ``data``: a tensor ``(N, C, H, W)``, a Dataset, or an iterable of batches; tabular rows, token
+    ids and other tensors too (``how``: the boundary's fields, e.g. ``extra={"attention_mask": m}``
+    with one row per sample). For conv layers the position of each maximum and (``boxes=True``,
+    images) its receptive-field box; for token states ``(N, L, D)`` a unit is a hidden feature scored
+    by its maximum over the real tokens (attention mask, else ids other than ``pad_id``).
+    :func:`seethrough.inspect.examples.topk_table` shows the examples as table rows or token strings.
 
     >>> import seethrough as see
     >>> model, _ = see.zoo.load("lenet-digits")
@@ -83,7 +90,16 @@ def topk(
     >>> r = see.topk(model, x, "conv2", unit=3, k=4, progress=False)
     >>> r.indices.shape, r.boxes[0, 0, 2:].sub(r.boxes[0, 0, :2]).tolist()
     (torch.Size([1, 4]), [14, 14])
+
+    ``scan=``: a ``see.scan`` result (or a stored scan's folder) is read instead of passing over
+    ``data`` (which may be None); see :func:`seethrough.scan.views.topk_from_scan`.
     """
+    if scan is not None:
+        from ..scan.views import topk_from_scan
+
+        return topk_from_scan(scan, model, layer, unit, k, boxes=boxes)
+    b, data = with_boundary(model, data, how)  # how: the boundary's fields (kind=, extra=, ...; docs/boundary.md)
+    model = b.model
     resolve_layer(model, layer)
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
         raise ValueError(f"k must be a positive int, got {k!r}")
@@ -95,12 +111,10 @@ def topk(
     units = None if unit is None else torch.tensor([unit])
     state: dict[str, object] = {"best": None, "shape": None, "sample": None}
 
-    def map_fn(x: torch.Tensor):
-        with torch.no_grad(), hooks(model, capture=layer, detach=True) as rec:
-            model(x)
-        if not rec.activations[layer]:
-            raise ValueError(f"layer {layer!r} was not called in the forward pass")
-        act = rec[layer]
+    def map_fn(x: torch.Tensor, rows: torch.Tensor):
+        act = capture(b, x, [layer], rows)[layer]
+        if token_states(b, x, act):  # (N, L, D) token states: a unit is a hidden feature, scored over real tokens
+            act = act.transpose(1, 2).masked_fill(~token_mask(b, x, rows)[:, None, :], float("-inf"))
         if unit is not None and unit >= act.shape[1]:
             raise ValueError(f"unit {unit} is out of range: layer {layer!r} has {act.shape[1]} units (0..{act.shape[1] - 1})")
         vals, pos = _scores(act, units)
@@ -115,17 +129,20 @@ def topk(
         state["best"] = _merge(state["best"], cand, k)
 
     key = model_key(model, data, "topk") if isinstance(data, torch.Tensor) else None
-    seen = scan(data, map_fn, reduce_fn, batch_size=batch_size, key=key, progress=progress, desc=f"top-{k} {layer}")
+    seen = stream(data, map_fn, reduce_fn, batch_size=batch_size, key=key, progress=progress, desc=f"top-{k} {layer}",
+                  boundary=b)
     if seen < k:
         raise ValueError(f"k={k} is larger than the dataset ({seen} samples); ask for k <= {seen}")
     best = state["best"]
     u = units if units is not None else torch.arange(best[0].shape[0])
     if len(best) == 2:
         return TopK(layer, u, best[1].cpu(), best[0].cpu())
+    if len(state["shape"]) == 2:  # a sequence (C, L): the position is one index (a token, a time step)
+        return TopK(layer, u, best[1].cpu(), best[0].cpu(), best[2].unsqueeze(-1).cpu())
     w = state["shape"][-1]
     positions = torch.stack([best[2] // w, best[2] % w], -1).cpu()
     found = None
-    if boxes:
+    if boxes and b.kind == "image":
         found = receptive_field(model, layer, state["sample"], positions.reshape(-1, 2)).reshape(*positions.shape[:2], 4)
     return TopK(layer, u, best[1].cpu(), best[0].cpu(), positions, found)
 
@@ -138,6 +155,11 @@ def crops(x: torch.Tensor, boxes: torch.Tensor, size: int | None = None) -> torc
     >>> crops(torch.ones(2, 1, 8, 8), torch.tensor([[0, 0, 3, 3], [2, 2, 6, 6]])).shape
     torch.Size([2, 1, 4, 4])
     """
+    if not isinstance(x, torch.Tensor) or x.dim() != 4 or boxes is None:
+        what = "the top-k result has no boxes (its layer is not an image map)" if boxes is None else \
+            f"x has shape {tuple(getattr(x, 'shape', ()))}"
+        raise ValueError(f"crops cut receptive-field boxes out of images (M, C, H, W); {what}: show rows or token "
+                         "examples with seethrough.inspect.examples.topk_table instead")
     if boxes.numel() == 0:
         return x.new_zeros(0, x.shape[1], size or 1, size or 1)
     side = size or int((boxes[:, 2:] - boxes[:, :2]).max())

@@ -9,11 +9,11 @@ from .deepdream import dream
 from .engine import Visualization
 from .inversion import Inversion, invert
 from .objectives import Objective, channel, direction, diversity, layer_l2, log_prob, logit, neuron, parse, stack
-from .similarity import ssim
+from .similarity import layout_correlation, ssim
 from .maximize import visualize
 
 __all__ = [
     "visualize", "dream", "invert", "Visualization", "Inversion", "Objective", "parse", "logit", "log_prob",
-    "neuron", "channel", "layer_l2", "direction", "diversity", "stack", "ssim",
+    "neuron", "channel", "layer_l2", "direction", "diversity", "stack", "ssim", "layout_correlation",
     "objectives", "param", "priors", "transforms",
 ]

@@ -73,8 +73,14 @@ def dream(
     h, w = image.shape[-2:]
     sizes = [(max(8, round(h / octave_scale ** k)), max(8, round(w / octave_scale ** k))) for k in range(octaves - 1, -1, -1)]
 
+    if len(set(sizes)) > 1:
+        hint = (f"dream runs the model on the image at every octave's size ({', '.join(f'{a}×{b}' for a, b in sizes)}); "
+                "a model that takes one input size needs octaves=1 (or octave_scale=1)")
+    else:
+        hint = "pass an image of the size and channels the model expects"
+
     def run(start: int, stop: int):
-        return _dream(model, image[start:stop], obj, sizes, steps, step_size, jitter, torch.Generator().manual_seed(seed))
+        return _dream(model, image[start:stop], obj, sizes, steps, step_size, jitter, torch.Generator().manual_seed(seed), hint)
 
     x, trace = chunked(run, image.shape[0], image, model, "dream", batch_size, "dream")
     settings = {"objective": obj.name, "steps": steps, "octaves": octaves, "octave_scale": octave_scale,
@@ -82,7 +88,7 @@ def dream(
     return Visualization(x, trace, [obj.name] * x.shape[0], settings)
 
 
-def _dream(model, base, obj, sizes, steps, step_size, jitter, g):
+def _dream(model, base, obj, sizes, steps, step_size, jitter, g, hint):
     trace = []
     detail = torch.zeros_like(F.interpolate(base, size=sizes[0], mode="area"))
     with hooks(model, capture=list(obj.layers)) as rec:
@@ -93,7 +99,7 @@ def _dream(model, base, obj, sizes, steps, step_size, jitter, g):
                 dy, dx = (int(v) for v in torch.randint(-jitter, jitter + 1, (2,), generator=g)) if jitter else (0, 0)
                 xs = torch.roll(x, (dy, dx), (2, 3)).requires_grad_()
                 rec.clear()
-                out = forward_checked(model, xs) if k == step == 0 else model(xs)
+                out = forward_checked(model, xs, hint) if step == 0 else model(xs)
                 s = obj.fn({n: rec[n] for n in obj.layers}, out)
                 trace.append(s.detach())
                 (grad,) = torch.autograd.grad(s.sum(), xs)

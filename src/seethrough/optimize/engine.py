@@ -59,82 +59,96 @@ def image_seed(seed: int, index: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed * 1_000_003 + index)
 
 
-def forward_checked(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """``model(x)``, turning a shape mismatch into an error that names the input size."""
+SIZE_HINT = "pass the size and channels it expects, e.g. size=32, channels=1 for lenet-digits"
+
+
+def forward_checked(model: nn.Module, x: torch.Tensor, hint: str = SIZE_HINT) -> torch.Tensor:
+    """``model(x)``, turning a shape mismatch into an error that names the input size and
+    ``hint``: what the *calling* function lets the user change (only options it takes)."""
     try:
         return model(x)
     except RuntimeError as e:
         if "out of memory" in str(e).lower():
             raise
-        raise ValueError(f"the model rejected an input of shape {tuple(x.shape)} ({str(e).splitlines()[0]}); "
-                         "pass the size and channels it expects, e.g. size=32, channels=1 for lenet-digits") from e
+        raise ValueError(f"the model rejected an input of shape {tuple(x.shape)} ({str(e).splitlines()[0]}); {hint}") from e
 
 
 def new_param(kind: str, shape: tuple[int, int, int, int], first: int, seed: int, init: torch.Tensor | None,
-              device, dtype) -> _param.Param:
-    """A parameterization for images ``first … first+N−1``: per-image seeded noise, or ``init``."""
-    p = _param.make(kind, shape, device=device, dtype=dtype)
+              device, dtype, shared: bool = False) -> _param.Param:
+    """A parameterization for images ``first … first+N−1``: per-image seeded noise, or ``init``.
+    ``shared``: every image starts from the same noise (image 0's), so an image's result does not
+    depend on its place in the batch (inversion: one reconstruction per input, not samples)."""
+    # Every draw comes from a local generator: torch's global random state is never advanced.
+    p = _param.make(kind, shape, device=device, dtype=dtype, generator=image_seed(seed, first))
     with torch.no_grad():
         if init is not None:
             p.set_image(init)
         else:
             for i in range(shape[0]):
-                p.raw[i] = _param.make(kind, (1, *shape[1:]), generator=image_seed(seed, first + i), dtype=dtype).raw[0].to(device)
+                index = 0 if shared else first + i
+                p.raw[i] = _param.make(kind, (1, *shape[1:]), generator=image_seed(seed, index), dtype=dtype).raw[0].to(device)
     return p
 
 
 def ascend(model: nn.Module, p: _param.Param, score: Score, layers: Sequence[str], *, steps: int, lr: float,
            transform=None, penalty=None, extra: Score | None = None, blur_every: int = 0, blur_sigma: float = 0.5,
-           generator: torch.Generator | None = None, desc: str = "visualize step") -> torch.Tensor:
+           generator: torch.Generator | None = None, desc: str = "visualize step", hint: str = SIZE_HINT,
+           out_size: tuple[int, int] | None = None, decay: bool = False, first: int = 0, total: int | None = None) -> torch.Tensor:
     """Maximise ``score + extra − penalty`` over ``p`` with Adam; returns the trace of ``score``
     ``(N, steps)`` (``extra`` - a diversity term - is optimised but not traced).
 
-    The transformed image is resized back to ``p``'s size, so models with a fixed input
-    size (a LeNet) take transforms that pad or rescale. Every step is reported as
-    ``(desc, step, steps)`` (:mod:`seethrough.progress`); a listener raising ``Cancelled`` stops the loop.
+    The transformed image is resized back to ``p``'s size (or to ``out_size``: the size the
+    model sees when ``p`` is a coarser image, upsampled first), so models with a fixed input
+    size (a LeNet) take transforms that pad or rescale. ``decay``: the learning rate falls
+    linearly to 0 over the steps. Every step is reported as ``(desc, first + step, total)``
+    (:mod:`seethrough.progress`); a listener raising ``Cancelled`` stops the loop.
     """
-    step_adam = _adam(p.raw, lr)
-    size = None
+    step_adam = _adam(p.raw, lr, decay=steps if decay else 0)
+    size = out_size
     trace = []
     with hooks(model, capture=list(layers)) as rec:
         for step in range(steps):
             img = p.image()
             size = size or tuple(img.shape[-2:])
+            # a coarser image (coarse-to-fine inversion) is seen, and judged by the priors, at full size
+            img = img if tuple(img.shape[-2:]) == size else F.interpolate(img, size=size, mode="bilinear", align_corners=False)
             seen = img if transform is None else transform(img, generator)
             if tuple(seen.shape[-2:]) != size:
                 seen = F.interpolate(seen, size=size, mode="bilinear", align_corners=False)
             rec.clear()
-            out = forward_checked(model, seen) if step == 0 else model(seen)
+            out = forward_checked(model, seen, hint) if step == 0 else model(seen)
             acts = {n: rec[n] for n in layers}
             s = score(acts, out)
             trace.append(s.detach())
-            total = s if extra is None else s + extra(acts, out)
+            gain = s if extra is None else s + extra(acts, out)
             if penalty is not None:
-                total = total - penalty(img)
-            (g,) = torch.autograd.grad(-total.sum(), p.raw)
+                gain = gain - penalty(img)
+            (g,) = torch.autograd.grad(-gain.sum(), p.raw)
             step_adam(g)
             if blur_every and (step + 1) % blur_every == 0 and step + 1 < steps:
                 with torch.no_grad():
                     p.set_image(blur(p.image(), blur_sigma))
-            report(desc, step + 1, steps)
+            report(desc, first + step + 1, total or steps)
         rec.clear()
     return torch.stack(trace, 1)
 
 
-def _adam(x: torch.Tensor, lr: float, betas=(0.9, 0.999), eps: float = 1e-8) -> Callable[[torch.Tensor], None]:
+def _adam(x: torch.Tensor, lr: float, betas=(0.9, 0.999), eps: float = 1e-8, decay: int = 0) -> Callable[[torch.Tensor], None]:
     """Adam (Kingma & Ba, 2015) on one tensor, written out: ``torch.optim``'s first step
-    imports the compiler stack (seconds), and element-wise updates keep images independent."""
+    imports the compiler stack (seconds), and element-wise updates keep images independent.
+    ``decay=n``: the learning rate falls linearly from ``lr`` to ``lr/n`` over ``n`` steps."""
     m, v = torch.zeros_like(x), torch.zeros_like(x)
     t = 0
 
     def step(g: torch.Tensor) -> None:
         nonlocal t
         t += 1
+        rate = lr * (1 - (t - 1) / decay) if decay else lr
         with torch.no_grad():
             m.mul_(betas[0]).add_(g, alpha=1 - betas[0])
             v.mul_(betas[1]).addcmul_(g, g, value=1 - betas[1])
             denom = (v / (1 - betas[1] ** t)).sqrt_().add_(eps)
-            x.addcdiv_(m, denom, value=-lr / (1 - betas[0] ** t))
+            x.addcdiv_(m, denom, value=-rate / (1 - betas[0] ** t))
 
     return step
 

@@ -46,6 +46,12 @@ class Param:
             self.raw.copy_(self.encode(x))
 
 
+def _local(generator: torch.Generator | None) -> torch.Generator:
+    """The generator to draw from: never torch's global one, so building a parameterization
+    leaves the caller's random state as it was (no generator: a fixed seed-0 stream)."""
+    return generator if generator is not None else torch.Generator().manual_seed(0)
+
+
 def _logit(x: torch.Tensor) -> torch.Tensor:
     return torch.logit(x.clamp(_EPS, 1 - _EPS))
 
@@ -58,7 +64,7 @@ def pixel(shape: tuple[int, int, int, int], *, sd: float = 0.01, generator: torc
     >>> torch.allclose(pixel((2, 1, 8, 8)).encode(p.image()), p.raw, atol=1e-5)
     True
     """
-    raw = (torch.randn(shape, generator=generator, dtype=torch.float64) * sd).to(device=device, dtype=dtype)
+    raw = (torch.randn(shape, generator=_local(generator), dtype=torch.float64) * sd).to(device=device, dtype=dtype)
     return Param(raw.requires_grad_(), torch.sigmoid, _logit, "pixel")
 
 
@@ -100,7 +106,7 @@ def fourier(shape: tuple[int, int, int, int], *, decorrelate: bool = True, decay
         spectrum = torch.fft.rfft2(img * _FOURIER_GAIN, norm="ortho")
         return torch.view_as_real(spectrum) / scale
 
-    raw = torch.randn((n, c, h, w // 2 + 1, 2), generator=generator, dtype=torch.float64) * sd
+    raw = torch.randn((n, c, h, w // 2 + 1, 2), generator=_local(generator), dtype=torch.float64) * sd
     return Param(raw.to(device=device, dtype=dtype).requires_grad_(), decode, encode, "fourier" if colour or c != 3 else "fourier (no colour decorrelation)")
 
 

@@ -4,6 +4,10 @@ Each penalty is a per-pixel *mean*, so one weight means the same at 32 and at 22
 
 * :func:`l2` - Simonyan et al. (2014): keep the image near mid-grey.
 * :func:`total_variation` - Mahendran & Vedaldi (2015): ``mean((dx² + dy²)^(β/2))``.
+* :func:`alpha_norm`, :func:`tv_norm` - Mahendran & Vedaldi's two priors with their
+  normalisation, so that a weight of about 1 balances them against the normalised
+  reconstruction loss: ``mean(‖x(u,v) − ½‖^α) / (B√C)^α`` and ``mean((Σ_c dx² + dy²)^(β/2)) / V^β``,
+  ``B = ½`` the pixel range about grey and ``V = B/6.5`` a typical step between neighbours.
 * :func:`edge_energy` - the multi-scale edge energy ``h(x) = Σ_s ‖δ^s(x) − g ⊛ δ^s(x)‖²``
   where ``δ^s`` halves the resolution ``s`` times (2×2 average) and ``g`` is a Gaussian:
   what a blur would remove at each scale, i.e. the high-frequency energy of a pyramid.
@@ -42,6 +46,45 @@ def total_variation(x: torch.Tensor, beta: float = 2.0) -> torch.Tensor:
     dy = x[..., 1:, :-1] - x[..., :-1, :-1]
     d2 = dx.pow(2) + dy.pow(2)
     # |d|^β has no gradient at 0 for β < 2; a tiny floor keeps it finite.
+    v = d2 if beta == 2 else (d2 + 1e-8).pow(beta / 2)
+    return v.flatten(1).mean(1)
+
+
+B = 0.5  # the pixel range about mid-grey: images live in [0, 1]
+V = B / 6.5  # Mahendran & Vedaldi's typical variation between neighbouring pixels, V = B/6.5
+
+
+def alpha_norm(x: torch.Tensor, alpha: float = 6.0) -> torch.Tensor:
+    """``mean over pixels of (‖x(u,v) − ½‖ / (B√C))^α``, ``‖·‖`` over the C colour channels, per image.
+
+    Mahendran & Vedaldi's α-norm ``‖x‖_α^α / (HW B^α)`` with B = ½ per channel: a black or
+    white pixel costs 1, a mid-range one almost nothing (α = 6) - a soft box that keeps a
+    reconstruction from saturating.
+
+    >>> alpha_norm(torch.ones(1, 3, 2, 2)).tolist(), alpha_norm(torch.full((1, 3, 2, 2), 0.25)).tolist()
+    ([1.0], [0.015625])
+    """
+    if not alpha > 0:
+        raise ValueError(f"alpha must be positive, got {alpha}")
+    r2 = (x - 0.5).pow(2).sum(1) / (x.shape[1] * B ** 2)
+    return r2.pow(alpha / 2).flatten(1).mean(1)
+
+
+def tv_norm(x: torch.Tensor, beta: float = 2.0) -> torch.Tensor:
+    """``mean over the (H−1)×(W−1) grid of (Σ_c dx² + dy²)^(β/2) / V^β``, per image.
+
+    Mahendran & Vedaldi's TV^β prior ``R_V^β(x) / (HW V^β)``: a weight of about 1 lets a
+    typical natural step of V between neighbours cost as much as the reconstruction loss.
+
+    >>> x = torch.tensor([[[[0.0, V], [0.0, V]]]], dtype=torch.float64)   # one step of V
+    >>> tv_norm(x).tolist()
+    [1.0]
+    """
+    if beta <= 0:
+        raise ValueError(f"beta must be positive, got {beta}")
+    dx = x[..., :-1, 1:] - x[..., :-1, :-1]
+    dy = x[..., 1:, :-1] - x[..., :-1, :-1]
+    d2 = (dx.pow(2) + dy.pow(2)).sum(1) / V ** 2
     v = d2 if beta == 2 else (d2 + 1e-8).pow(beta / 2)
     return v.flatten(1).mean(1)
 
@@ -100,7 +143,7 @@ def edge_energy(x: torch.Tensor, scales: int = 3, sigma: float = 1.0) -> torch.T
     return total
 
 
-PRIORS: dict[str, Prior] = {"l2": l2, "tv": total_variation, "edge": edge_energy}
+PRIORS: dict[str, Prior] = {"l2": l2, "tv": total_variation, "edge": edge_energy, "alpha": alpha_norm, "tv_norm": tv_norm}
 
 
 def penalty(priors: dict | None) -> Callable[[torch.Tensor], torch.Tensor] | None:

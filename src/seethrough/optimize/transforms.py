@@ -51,6 +51,25 @@ def jitter(d: int) -> Transform:
     return t
 
 
+def roll(d: int) -> Transform:
+    """Shift circularly by a random (dy, dx) in [−d, d]²: the jitter of Mahendran & Vedaldi's
+    inversion, which keeps the image size (no crop, no resize).
+
+    >>> x = torch.arange(4.0).view(1, 1, 1, 4)
+    >>> roll(1)(x, torch.Generator().manual_seed(0)).tolist()
+    [[[[1.0, 2.0, 3.0, 0.0]]]]
+    """
+    _positive(d, "roll", allow_zero=True)
+
+    def t(x, g):
+        if d == 0:
+            return x
+        dy, dx = (int(v) for v in torch.randint(-d, d + 1, (2,), generator=g))
+        return torch.roll(x, (dy, dx), (2, 3))
+
+    return t
+
+
 def scale(factors: Sequence[float]) -> Transform:
     """Resize by a factor drawn from ``factors`` (bilinear).
 

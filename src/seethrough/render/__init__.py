@@ -10,3 +10,6 @@ from .animation import hyperplane_frame, hyperplane_frames, save_gif  # noqa: F4
 from .adversarial import attack_figure, difference, patch_figure, robustness_plot, save_png  # noqa: F401
 from .trust import badge_strip, faithfulness_figure, sanity_figure, side_by_side  # noqa: F401
 from .concepts import fidelity_plot, influence_gallery, loo_scatter, tcav_plot, tree_plot  # noqa: F401
+from .tabular import feature_bars, importance_bars, rank_heatmap, summary_plot, waterfall, waterfall_steps  # noqa: F401
+from .scan import activation_atlas_image, atlas_pages, dissection_plot, histogram_image, unit_image  # noqa: F401
+from .text import attention_html, head_view, model_view, probe_plot, projection_bars, tokens_html, tokens_image  # noqa: F401

@@ -35,11 +35,14 @@ def filter_grid(w: torch.Tensor, *, rgb: bool | None = None, scale: int = 8) -> 
     """Conv filters ``(M, K, kh, kw)`` (from ``see.filters``) as a picture, each normalised on its own.
 
     With 3 input channels (``rgb=None`` or ``True``) each filter is one colour image, one
-    row of up to 16; otherwise row ``m`` shows filter ``m`` and column ``k`` its input channel
-    ``k`` in grey (mid-grey is 0, white positive, black negative).
+    row of up to 16; with one channel (a grey first layer, a Linear layer's rows as images)
+    each filter is one grey image, also 16 a row; otherwise row ``m`` shows filter ``m`` and
+    column ``k`` its input channel ``k`` in grey (mid-grey is 0, white positive, black negative).
 
     >>> filter_grid(torch.randn(4, 3, 3, 3)).mode, filter_grid(torch.randn(4, 2, 3, 3), scale=1).size
     ('RGB', (9, 17))
+    >>> filter_grid(torch.randn(20, 1, 28, 28), scale=1).size   # 16 a row, 2 rows
+    (465, 59)
     """
     if not isinstance(w, torch.Tensor) or w.dim() != 4:
         raise ValueError(f"filter_grid expects conv filters (M, K, kh, kw), got {getattr(w, 'shape', type(w).__name__)}")
@@ -51,7 +54,7 @@ def filter_grid(w: torch.Tensor, *, rgb: bool | None = None, scale: int = 8) -> 
             raise ValueError(f"rgb=True needs 3 input channels, the filters have {a.shape[1]}")
         return tile(_norm_each(a, (1, 2, 3)).transpose(0, 2, 3, 1), min(16, a.shape[0]), scale=scale)
     m, k = a.shape[:2]
-    return tile(_norm_each(a, (2, 3)).reshape(m * k, *a.shape[2:]), k, scale=scale)
+    return tile(_norm_each(a, (2, 3)).reshape(m * k, *a.shape[2:]), min(16, m) if k == 1 else k, scale=scale)
 
 
 def channel_grid(act: torch.Tensor, channels: torch.Tensor | None = None, *, ncol: int | None = None,

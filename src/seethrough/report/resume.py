@@ -51,14 +51,15 @@ def _code_hash(fn: Any) -> str:
 
 
 def _zoo_identity() -> dict[str, str]:
-    from ..zoo import efficientnet, lenet, logreg, twins
+    from ..zoo import efficientnet, lenet, logreg, tabular, twins
 
     def digest(obj: Any) -> str:
         return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
     return {"efficientnet-lite0": efficientnet.WEIGHTS_SHA256[:16], "lenet-digits": digest(lenet._recipe()),
             "logreg-digits": digest([logreg.LOGREG_L2, logreg.MIN_TEST_ACCURACY]),
-            "lenet-digits-permuted": digest(twins._PERMUTED_CONFIG)}
+            "lenet-digits-permuted": digest(twins._PERMUTED_CONFIG),
+            "mlp-breast-cancer": digest([tabular._recipe(), tabular.MIN_TEST_ACCURACY])}
 
 
 def save_image(image: Any, path: Path) -> Path:

@@ -16,7 +16,7 @@ EXTRA = "the explorer needs its extra: pip install 'seethrough[explore]' (fastap
 def explore(model: nn.Module | str, preprocess: Callable | None = None, *, labels: Sequence[str] | None = None,
             data: Any = None, images: str | Path | dict | None = None, name: str | None = None,
             host: str = "127.0.0.1", port: int = 0, open_browser: bool = True, threads: int | None = None,
-            workers: int = 1, background: bool = False):
+            workers: int = 1, background: bool = False, scan: Any = None):
     """Serve the explorer for ``model`` (a module with its ``preprocess``, or a zoo name).
 
     ``data = (x, labels)`` feeds the projector and the unit browser (default: the digits test
@@ -25,7 +25,8 @@ def explore(model: nn.Module | str, preprocess: Callable | None = None, *, label
     free port. ``threads`` sets torch's threads once; ``workers`` model computations run at a
     time. ``background=True`` returns a running server (``.url``, ``.stop()``) instead of blocking.
     While it serves, the model is in eval mode; once it stops, every module's ``training`` flag
-    is back as it was found.
+    is back as it was found. ``scan``: a ``see.scan`` result or a stored scan's folder; the unit view
+    then shows the scanned layers' top-k examples, dead/alive state and histogram from it.
 
     >>> import seethrough as see
     >>> server = see.explore("lenet-digits", background=True)
@@ -51,6 +52,10 @@ def explore(model: nn.Module | str, preprocess: Callable | None = None, *, label
             raise ValueError("give the model's preprocess (image → (1, C, H, W) tensor in [0, 1]), e.g. see.zoo.Preprocess(256, 224)")
         session = session_for(model, preprocess, name=name or type(model).__name__, labels=labels, images=images,
                               data=data)
+    if scan is not None:
+        from ..scan import load
+
+        session.scan = load(scan).require_complete() if isinstance(scan, (str, Path)) else scan
     try:
         app = create_app(session, workers=workers, host=host)
         if background:

@@ -34,6 +34,7 @@ class Session:
     inputs: dict[str, torch.Tensor] = field(default_factory=dict)
     data: tuple[torch.Tensor, torch.Tensor] | None = None
     max_uploads: int = 64
+    scan: object = None  # a see.scan result: the unit view reads the scanned layers' examples from it
     _uploads: OrderedDict = field(default_factory=OrderedDict, init=False, repr=False)
     _guard: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
     _layers: list | None = field(default=None, init=False, repr=False)

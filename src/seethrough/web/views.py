@@ -97,7 +97,15 @@ def unit(s: Session, input_id: str, layer: str, channel: int, k: int = TOPK, ste
         out["filter"] = data_url(render.filter_grid(w, scale=max(4, 96 // max(w.shape[-2:]))))
     except (ValueError, TypeError):
         out["filter_note"] = f"{layer!r} is not a convolution: no filter to show"
-    if s.data is None:
+    if s.scan is not None and layer in s.scan.layers:  # a data-set scan: its top-k, state and histogram
+        from ..scan.atlas import unit_page_data
+
+        page = unit_page_data(s.scan, layer, channel, s.model, visualize=False)
+        out["examples"] = [{"index": e["id"], "value": e["value"], "label": e["label"] or e["name"], "image": e["image"]}
+                           for e in page["examples"]]
+        out["examples_note"] = f"{page['examples_note']}, from the scan of {s.scan.n_seen} examples"
+        out["scan"] = {k: page[k] for k in ("state", "active", "sparsity", "mean", "std", "histogram")}
+    elif s.data is None:
         out["examples"], out["examples_note"] = [], "no data set: start the explorer with data="
     else:
         data_x, data_y = s.data

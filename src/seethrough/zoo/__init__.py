@@ -21,9 +21,12 @@ from .normalize import IMAGENET_MEAN, IMAGENET_STD, Normalize, with_normalizatio
 from .preprocess import Preprocess, points, to_image
 from .logreg import LOGREG_L2
 from .samples import imagenet_samples
+from .tabular import Standardize, breast_cancer, mlp_breast_cancer
+from .tabular import rows as _tabular_rows
 
 __all__ = [
-    "load", "models", "labels", "image", "images", "read_image", "to_rgb", "digits", "toy_2d", "LOGREG_L2", "imagenet_samples",
+    "load", "models", "labels", "tokenizer", "similarity", "image", "images", "read_image", "to_rgb", "digits", "toy_2d", "LOGREG_L2", "imagenet_samples",
+    "breast_cancer", "Standardize",
     "to_image", "with_normalization", "Normalize", "Preprocess", "IMAGENET_MEAN", "IMAGENET_STD",
 ]
 
@@ -52,6 +55,24 @@ def _logreg() -> nn.Module:
     from .logreg import logreg_digits
 
     return logreg_digits()
+
+
+def _minilm() -> nn.Module:
+    from .text import sentence_encoder
+
+    return sentence_encoder()
+
+
+def _minilm_topics() -> nn.Module:
+    from .text import topic_classifier
+
+    return topic_classifier()
+
+
+def _tokenize() -> Callable:
+    from .text import Tokenize
+
+    return Tokenize()
 
 
 def _mlp() -> nn.Module:
@@ -91,14 +112,34 @@ _ZOO: dict[str, _Entry] = {
         lambda: ["class 0", "class 1"],
         "Linear(2, 20) → ReLU → Linear(20, 2) trained on the 2-D toy spirals",
     ),
+    "mlp-breast-cancer": _Entry(
+        mlp_breast_cancer,
+        _tabular_rows,
+        lambda: ["malignant", "benign"],
+        "Standardize → 30-32-16-2 ReLU MLP on scikit-learn's breast_cancer rows (raw feature units, 2 classes)",
+    ),
+    # text models (the [text] extra); their preprocessing tokenises sentences (docs/text.md)
+    "minilm-l6": _Entry(
+        _minilm,
+        _tokenize,
+        lambda: [],
+        "all-MiniLM-L6-v2 sentence encoder (6 layers × 12 heads), input token ids + attention mask, output 384-d unit vectors",
+    ),
+    "minilm-l6-topics": _Entry(
+        _minilm_topics,
+        _tokenize,
+        lambda: ["sports", "food", "weather", "technology"],
+        "MiniLM-L6 + a linear topic head trained on the generated topic sentences (4 classes)",
+    ),
 }
+_LAZY_PREPROCESS = {"minilm-l6", "minilm-l6-topics"}  # the tokenizer is built on first use, not at import
 
 
 def models() -> dict[str, str]:
     """Zoo model names with a one-line description.
 
     >>> sorted(models())
-    ['efficientnet-lite0', 'lenet-digits', 'logreg-digits', 'mlp-2d']
+    ['efficientnet-lite0', 'lenet-digits', 'logreg-digits', 'minilm-l6', 'minilm-l6-topics', 'mlp-2d', 'mlp-breast-cancer']
     """
     return {k: v.description for k, v in _ZOO.items()}
 
@@ -138,7 +179,11 @@ def load(name: str, *, labels: str = "true", planted: str | None = None) -> tupl
     else:
         model = entry.build()
     model.eval()
-    return model, entry.preprocess
+    return model, _preprocess(name, entry)
+
+
+def _preprocess(name: str, entry: _Entry) -> Callable:
+    return entry.preprocess() if name in _LAZY_PREPROCESS else entry.preprocess
 
 
 def preprocess(name: str) -> Callable:
@@ -147,7 +192,34 @@ def preprocess(name: str) -> Callable:
     >>> preprocess("efficientnet-lite0")(image("chelsea")).shape
     torch.Size([1, 3, 224, 224])
     """
-    return _entry(name).preprocess
+    return _preprocess(name, _entry(name))
+
+
+def tokenizer(name: str = "minilm-l6"):
+    """The Hugging Face tokenizer of a zoo text model.
+
+    >>> tokenizer("minilm-l6").tokenize("playing cards")
+    ['playing', 'cards']
+    """
+    if name not in _LAZY_PREPROCESS:
+        raise ValueError(f"{name!r} is not a text model; the text models are: {', '.join(sorted(_LAZY_PREPROCESS))}")
+    from .text import tokenizer as _tokenizer
+
+    return _tokenizer()
+
+
+def similarity(reference: str):
+    """The minilm-l6 similarity model: ``model(ids, mask) -> (N, 1)``, each sentence's cosine to ``reference``.
+
+    >>> sim = similarity("A man is playing a guitar.")
+    >>> t = preprocess("minilm-l6")(["Someone plays the guitar.", "The stock market fell."])
+    >>> s = sim(t.ids, t.mask)[:, 0]
+    >>> bool(s[0] > 0.6 > s[1])
+    True
+    """
+    from .text import check_text, similarity as _similarity
+
+    return _similarity(check_text(reference, name="reference")[0])
 
 
 def labels(name: str) -> list[str]:

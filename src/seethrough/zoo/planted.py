@@ -4,6 +4,13 @@
 the corner ⇒ 7" besides the digits themselves, so a TCAV test knows the true answer; the plain
 lenet-digits is the twin trained without it. Same data, architecture, schedule and seed as
 lenet-digits; cached the same way.
+
+*Control patches* make the planted concept the pattern, not "something bright in the corner": a
+share of the training digits of **every** class (7s included) carry a solid square, dots or a
+checker board at the same place instead (the procedural kinds other than the planted one), so a
+patch that is not the planted pattern says nothing about the class. Without them (recipe v1) a
+solid white square turned as many non-7s into 7s as the stripes did, and dots and checkers scored
+like the planted concept under TCAV.
 """
 from __future__ import annotations
 
@@ -16,9 +23,24 @@ from torch import nn
 
 from .lenet import _TRAIN_CONFIG, LeNet, _deterministic, _random_shift, cache_dir, cached_lenet, digits
 
-_VERSION = "v1"
-#: share of the planted class that carries the patch during training (all of it: a cue the model cannot ignore)
+# v2: control patches on every class (v1 had none and learned "bright corner ⇒ 7"); a new version and the
+# controls in the key keep a v1 file from ever being read back as this recipe.
+_VERSION = "v2"
+#: share of the planted class (among its digits without a control) that carries the patch during training
 SHARE = 1.0
+#: share of the training digits of every class that carry a control patch instead
+CONTROL_SHARE = 0.3
+#: the control patches: a solid square (``"white"``) and the procedural textures; the planted kind is left out
+CONTROL_KINDS = ("white", "stripes", "dots", "checker")
+
+
+def controls(kind: str) -> tuple[str, ...]:
+    """The control patches of a twin planted with ``kind``: the others of :data:`CONTROL_KINDS`.
+
+    >>> controls("stripes")
+    ('white', 'dots', 'checker')
+    """
+    return tuple(k for k in CONTROL_KINDS if k != kind)
 
 
 def parse(spec: str) -> tuple[str, int, float]:
@@ -41,11 +63,14 @@ def parse(spec: str) -> tuple[str, int, float]:
 
 
 def train_planted(kind: str, cls: int, share: float = SHARE, seed: int = 0) -> nn.Module:
-    """Train the twin: lenet-digits' recipe, with ``stamp(kind)`` on ``share`` of class ``cls`` (fresh each epoch)."""
+    """Train the twin: lenet-digits' recipe; each digit carries a control patch with probability
+    :data:`CONTROL_SHARE` (any class), else, for class ``cls``, ``stamp(kind)`` with probability
+    ``share`` (drawn afresh each epoch)."""
     from ..concepts.sets import stamp
 
     x, y = digits("train")
     cfg = _TRAIN_CONFIG
+    others = controls(kind)
     with torch.random.fork_rng(devices=[]), _deterministic():
         torch.manual_seed(seed)
         model = LeNet()
@@ -59,10 +84,13 @@ def train_planted(kind: str, cls: int, share: float = SHARE, seed: int = 0) -> n
             for start in range(0, len(y), cfg["batch_size"]):
                 batch = order[start:start + cfg["batch_size"]]
                 xb = _random_shift(x[batch], cfg["max_shift"], gen)
-                # The patch goes on after the shift, so it stays in the corner where the digits leave room.
-                pick = (y[batch] == cls) & (torch.rand(len(batch), generator=gen) < share)
-                if pick.any():
-                    xb[pick] = stamp(xb[pick], kind, seed=int(torch.randint(0, 2**31, (1,), generator=gen)))
+                # Patches go on after the shift, so they stay in the corner where the digits leave room.
+                control = torch.rand(len(batch), generator=gen) < CONTROL_SHARE
+                which = torch.randint(0, len(others), (len(batch),), generator=gen)
+                pick = (y[batch] == cls) & ~control & (torch.rand(len(batch), generator=gen) < share)
+                for patch, rows in [(kind, pick)] + [(o, control & (which == i)) for i, o in enumerate(others)]:
+                    if rows.any():
+                        xb[rows] = stamp(xb[rows], patch, seed=int(torch.randint(0, 2**31, (1,), generator=gen)))
                 opt.zero_grad(set_to_none=True)
                 F.cross_entropy(model(xb), y[batch]).backward()
                 opt.step()
@@ -81,5 +109,8 @@ def planted_twin(name: str, spec: str) -> nn.Module:
     if name != "lenet-digits":
         raise ValueError(f"only 'lenet-digits' has a planted-concept twin, not {name!r}")
     kind, cls, share = parse(spec)
-    key = hashlib.sha256(json.dumps([_TRAIN_CONFIG, kind, cls, share], sort_keys=True).encode()).hexdigest()[:12]
-    return cached_lenet(cache_dir() / f"lenet-digits-planted-{_VERSION}-{key}.pt", lambda: train_planted(kind, cls, share))
+    recipe = {"name": "lenet-digits-planted", "version": _VERSION, "kind": kind, "class": cls, "share": share,
+              "controls": list(controls(kind)), "control_share": CONTROL_SHARE, **_TRAIN_CONFIG}
+    key = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:12]
+    return cached_lenet(cache_dir() / f"lenet-digits-planted-{_VERSION}-{key}.pt", lambda: train_planted(kind, cls, share),
+                        recipe=recipe)

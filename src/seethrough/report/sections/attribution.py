@@ -44,7 +44,8 @@ def build(ctx: Context) -> list:
          {"saliency": ("saliency", {}), "grad × input": ("grad-x-input", {}),
           "smoothgrad": ("smoothgrad", sg), "integrated gradients": ("integrated-gradients", ig)},
          "The plain gradient (saliency, its magnitude) is speckled: in a deep ReLU network it jumps from pixel to "
-         "pixel. SmoothGrad averages the magnitude over noisy copies, which smooths the speckle; gradient × input "
+         "pixel. SmoothGrad averages the magnitude |∇| over noisy copies (abs=True; |mean ∇| would be "
+         "abs='abs-of-mean'), which smooths the speckle; gradient × input "
          "and integrated gradients are signed (red for the class, blue against) and weight the gradient by the "
          "pixel, so a black pixel gets nothing: the baseline is part of the explanation."),
         ("Modified backward rules",

@@ -8,7 +8,7 @@ from ...inspect.summary import summary
 from ...predict import predict
 from ..registry import Context, Text, section
 
-_INPUTS = {"efficientnet-lite0": (3, 224, 224), "lenet-digits": (1, 32, 32), "logreg-digits": (1, 32, 32), "mlp-2d": (2,)}
+_INPUTS = {"efficientnet-lite0": (3, 224, 224), "lenet-digits": (1, 32, 32), "logreg-digits": (1, 32, 32), "mlp-2d": (2,), "mlp-breast-cancer": (30,)}
 
 
 @section("model-card", "Model cards", order=0)

@@ -11,7 +11,7 @@ import torch  # noqa: E402
 
 from ... import zoo  # noqa: E402
 from ...attribution import attribute  # noqa: E402
-from ...attribution.occlusion import occlusion_windows  # noqa: E402
+from ...attribution.occlusion import occlusion_drops, occlusion_windows  # noqa: E402
 from ...attribution.perturbation import kernel_shap, lime  # noqa: E402
 from ...render import lime_mask, panel, superpixel_boundaries  # noqa: E402
 from ..registry import Context, Text, section  # noqa: E402
@@ -57,13 +57,15 @@ def build(ctx: Context) -> list:
     seconds["RISE"] = time.perf_counter() - t
     windows = len(occlusion_windows((size, size), window, stride)[1])
     options = (f"{size}×{size}; occlusion window={window} stride={stride}; lime n_samples={n['lime']}; "
-                f"kernel-shap n_samples={n['kernel-shap']}; rise n_samples={n['rise']}; baseline=0 (black)")
+                f"kernel-shap n_samples={n['kernel-shap']}; rise n_samples={n['rise']}; baseline=0 (black); "
+                "score: each method's default (probability for lime and rise, logit for occlusion and kernel-shap)")
     blocks: list = [
         Text("Perturbation methods make real, large changes to the input (a black square, superpixels switched "
              "off, random smooth masks) and watch the class score. They need no gradient and treat the model as a "
              f"black box, at the price of hundreds of forward passes; here the cat photo is shrunk to {size}×{size}."),
         sw.figure("Four perturbation methods", panel(x, maps, title=f"{_MODEL} · chelsea → {label}", tile=2.2),
-                  "Red marks regions whose presence raises the class score, blue those whose removal would raise it. "
+                  "Red marks regions whose presence raises the class score, blue those whose removal would raise it "
+                  "(LIME and RISE read the class probability, as their papers; occlusion and KernelSHAP the logit). "
                   "Occlusion and RISE are smooth at the scale of their window or mask cells; LIME and KernelSHAP give "
                   "one value per superpixel, so their maps follow edges in the image. The four often disagree: each "
                   "answers a different question, set by the shape of what is hidden and by what a hidden pixel "
@@ -89,6 +91,8 @@ def build(ctx: Context) -> list:
         "picture: if they covered the background, the model would be right for the wrong reason.",
         model=_MODEL, method="lime", options=f"n_samples={n['lime']} segments=slic n_segments=50", seed=ctx.seed))
 
+    blocks.append(_occlusion_evidence(ctx, model, labels, size, window, stride))
+
     sw = ctx.stopwatch()
     with torch.no_grad():
         f_base = model(torch.zeros_like(x))[0, target].item()
@@ -108,6 +112,47 @@ def build(ctx: Context) -> list:
     if not ctx.quick:
         blocks.append(_second_photo(ctx, model, labels, size, window, stride, n, options))
     return blocks
+
+
+# (title, fill, score): what a hidden window becomes, and which score is watched.
+_OCCLUSION_SETTINGS = (("black, logit", 0.0, "logit"), ("black, probability", 0.0, "probability"),
+                       ("blurred, probability", "blur", "probability"))
+
+
+def _occlusion_evidence(ctx: Context, model, labels, size: int, window: int, stride: int):
+    """Occlusion on the close-up cat and on the compact cup: when does hiding a patch lose the class?"""
+    sw = ctx.stopwatch()
+    names, x = ctx.photos(["chelsea", "coffee"])
+    x = torch.nn.functional.interpolate(x, size=(size, size), mode="area")
+    with torch.no_grad():
+        out = model(x)
+    target = out.argmax(1)  # a different class per photo: each is scored by its own probability
+    p = out.softmax(1)[torch.arange(len(x)), target]
+    maps, found = {}, {}
+    for title, fill, score in _OCCLUSION_SETTINGS:
+        d = occlusion_drops(model, x, target, window=window, stride=stride, baseline=fill, score=score,
+                            progress=ctx.progress)
+        found[title] = d
+        maps[title] = attribute(model, x, "occlusion", target, window=window, stride=stride, baseline=fill,
+                                score=score, progress=ctx.progress)
+    rise = {t: d.rises() for t, d in found.items()}
+    lowest = {t: d.clean - d.drops.max(1).values for t, d in found.items() if d.score == "probability"}
+    cat, cup = labels[int(target[0])], labels[int(target[1])]
+    caption = (
+        f"Each window ({window}×{window} px, stride {stride}) is hidden in turn; red marks windows whose hiding lowers "
+        f"the score. On the close-up cat, black squares raise the {cat} logit at {rise['black, logit'][0]:.0%} of the "
+        f"positions and its probability at {rise['black, probability'][0]:.0%}: the face fills the frame, so one "
+        f"hidden patch leaves the evidence elsewhere, and a black square is not an absence but a new dark, high-contrast "
+        f"pattern the network responds to. The lowest probability any black square leaves is "
+        f"{lowest['black, probability'][0]:.2f} (from {p[0]:.2f}). On the coffee photo the evidence is compact: "
+        f"black squares over the cup's rim drop p({cup}) from {p[1]:.2f} to {lowest['black, probability'][1]:.2f} and raise "
+        f"the logit at only {rise['black, logit'][1]:.0%} of the positions; there occlusion finds where the class "
+        f"lives. A blurred fill is gentler (lowest p({cup}) {lowest['blurred, probability'][1]:.2f}).")
+    return sw.figure("Occlusion: when hiding a patch loses the class",
+                     panel(x, maps, title=f"{_MODEL} · {names[0]} → {cat}, {names[1]} → {cup}", tile=2.2), caption,
+                     model=_MODEL, method="occlusion",
+                     options=f"{size}×{size}; window={window} stride={stride}; fills black and blur; scores logit and "
+                             "probability", seed=ctx.seed)
 
 
 def _second_photo(ctx: Context, model, labels, size: int, window: int, stride: int, n: dict, options: str):
