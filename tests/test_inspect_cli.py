@@ -17,7 +17,7 @@ def test_filters_writes_the_grid(tmp_path):
 
 def test_filters_of_a_relu_is_a_one_line_error():
     r = runner.invoke(app, ["filters", "-m", "lenet-digits", "-l", "relu1"])
-    assert r.exit_code == 2 and "not a convolution" in r.output
+    assert r.exit_code == 2 and "filters need a Conv1d/2d/3d or a Linear layer" in r.output
 
 
 def test_stats_prints_the_same_numbers_as_the_api():

@@ -71,6 +71,16 @@ class OcclusionDrops:
         """Per image, the share of window positions where hiding *raises* the score, ``(N,)``."""
         return (self.drops < 0).to(self.drops.dtype).mean(1)
 
+    def averaged(self, size: tuple[int, int]) -> torch.Tensor:
+        """The occlusion map ``(N, 1, H, W)``: each pixel's mean drop over the windows covering it."""
+        (wh, ww), (h, w) = self.window, size
+        total = self.drops.new_zeros(self.drops.shape[0], h, w)
+        count = self.drops.new_zeros(h, w)
+        for p, (r, c) in enumerate(self.corners):  # cheap slicing, not model calls
+            total[:, r:r + wh, c:c + ww] += self.drops[:, p, None, None]
+            count[r:r + wh, c:c + ww] += 1
+        return (total / count).unsqueeze(1)
+
 
 def occlusion_drops(model: nn.Module, x: torch.Tensor, target: Any = None, *, window: Any = None, stride: Any = None,
                     baseline: Any = 0.0, score: str | None = None, batch_size: int | str = "auto",
@@ -137,10 +147,4 @@ def occlusion(
     """
     d = occlusion_drops(model, x, target, window=window, stride=stride, baseline=baseline, score=score,
                         batch_size=batch_size, memory_budget=memory_budget, progress=progress)
-    (wh, ww), (h, w) = d.window, x.shape[2:]
-    total = torch.zeros(x.shape[0], h, w, device=x.device, dtype=x.dtype)
-    count = torch.zeros(h, w, device=x.device, dtype=x.dtype)
-    for p, (r, c) in enumerate(d.corners):  # cheap slicing, not model calls
-        total[:, r:r + wh, c:c + ww] += d.drops[:, p, None, None]
-        count[r:r + wh, c:c + ww] += 1
-    return (total / count).unsqueeze(1)
+    return d.averaged(tuple(x.shape[2:]))

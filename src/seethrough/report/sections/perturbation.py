@@ -132,9 +132,7 @@ def _occlusion_evidence(ctx: Context, model, labels, size: int, window: int, str
     for title, fill, score in _OCCLUSION_SETTINGS:
         d = occlusion_drops(model, x, target, window=window, stride=stride, baseline=fill, score=score,
                             progress=ctx.progress)
-        found[title] = d
-        maps[title] = attribute(model, x, "occlusion", target, window=window, stride=stride, baseline=fill,
-                                score=score, progress=ctx.progress)
+        found[title], maps[title] = d, d.averaged((size, size))  # the occlusion map, from the same passes
     rise = {t: d.rises() for t, d in found.items()}
     lowest = {t: d.clean - d.drops.max(1).values for t, d in found.items() if d.score == "probability"}
     cat, cup = labels[int(target[0])], labels[int(target[1])]
