@@ -17,9 +17,11 @@ nothing gets: a flat image of the photo's mean colour (SSIM about 0.3 on a smoot
 """
 import argparse
 import time
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from skimage.metrics import structural_similarity
 
 import seethrough as see
@@ -73,7 +75,10 @@ def main():
               f"| {labels[c]} ({p[c]:.0%}) |")
     if a.image:
         titles = ["original"] + [f"{r.layer}\nSSIM {float(r.similarity[0]):.2f}" for r in new]
-        see.render.gallery(torch.cat([x, *(r.x for r in new)]), titles, cell=1.8).save(a.image)
+        img = see.render.gallery(torch.cat([x, *(r.x for r in new)]), titles, cell=1.8)
+        img.save(a.image, optimize=True)
+        if Path(a.image).stat().st_size > 240_000:  # as docs/make_optimize_images.py: keep docs pictures small
+            img.quantize(256, dither=Image.Dither.NONE).save(a.image, optimize=True)
         print("wrote", a.image)
 
 
