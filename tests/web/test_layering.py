@@ -24,6 +24,8 @@ ALLOWED_FROM_SEETHROUGH = {
     "seethrough.optimize": {"visualize"},
     "seethrough.predict": {"predict"},
     "seethrough.progress": {"Cancelled", "listen", "report"},
+    "seethrough.scan": {"load"},  # a stored scan, read for the unit view
+    "seethrough.scan.atlas": {"unit_page_data"},  # the unit atlas page data (a library function)
     "seethrough.zoo": {"to_image", "to_rgb"},
 }
 FORBIDDEN_MODULES = ("torch.autograd", "torch.nn.functional", "torch.func", "sklearn", "openTSNE", "umap", "scipy",
