@@ -118,3 +118,17 @@ def test_contextual_vectors_read_the_word_pieces_at_every_layer(minilm):
     hs = run_backbone(model, t["input_ids"], t["attention_mask"], output_hidden_states=True).hidden_states
     assert torch.allclose(v[:, 0], torch.stack([h[0, 2] for h in hs]), atol=1e-6)
     assert emb.shape == (30522, 384)
+
+
+def test_docs_state_the_measured_weat_numbers(minilm):
+    from pathlib import Path
+
+    model, tok = minilm
+    doc = " ".join((Path(__file__).resolve().parents[1] / "docs" / "text.md").read_text(encoding="utf-8").split())
+    v = lambda words: B.word_vectors(model, tok, list(words)).double()  # noqa: E731
+    g, _ = B.gender_direction(torch.stack([B.word_vectors(model, tok, list(p)) for p in B.DEFINITIONAL_PAIRS]), "pca")
+    x, y, a, b = v(B.WEAT_CAREER), v(B.WEAT_FAMILY), v(B.WEAT_MALE_NAMES), v(B.WEAT_FEMALE_NAMES)
+    r0, r1 = B.weat(x, y, a, b), B.weat(B.neutralise(x, g), B.neutralise(y, g), a, b)
+    assert r0.n_partitions == 12870 and r0.exact
+    assert f"effect size **{r0.effect_size:+.2f}** (p = {r0.p_value:.3f})" in doc
+    assert f"leaves **{r1.effect_size:+.2f}** (p = {r1.p_value:.3f})" in doc

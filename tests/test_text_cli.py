@@ -69,3 +69,12 @@ def test_probe_and_bias_write_their_figures(tmp_path):
     res = runner.invoke(app, ["bias", "--words", "nurse,carpenter", "-o", str(tmp_path / "b.png")])
     assert res.exit_code == 0, res.output
     assert "WEAT 6" in res.output and (tmp_path / "b.png").stat().st_size > 1000
+
+
+def test_an_image_command_given_a_text_model_is_one_line(tmp_path):
+    from PIL import Image
+
+    img = tmp_path / "x.png"
+    Image.new("RGB", (40, 40), (9, 9, 9)).save(img)
+    one_line(runner.invoke(app, ["predict", str(img), "-m", "minilm-l6-topics"]), "read sentences, not a",
+             "image commands need an image model")

@@ -6,6 +6,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 import torch
@@ -13,6 +14,13 @@ import torch
 import seethrough as see
 from seethrough.testing import untouched
 from seethrough.zoo import text as zt
+
+DOC = Path(__file__).resolve().parents[1] / "docs" / "text.md"
+
+
+def _doc() -> str:
+    return " ".join(DOC.read_text(encoding="utf-8").split())
+
 
 SENTENCES = ["A man is playing a guitar.", "Someone plays the guitar.", "The stock market fell sharply today.",
              "It is raining in the mountains."]
@@ -79,7 +87,8 @@ def test_similarity_model_is_the_cosine_of_the_two_embeddings(encoder):
 def test_bad_text_gets_one_line(encoder):
     _, prep = encoder
     for bad, msg in [("", "text is empty"), ("   ", "text is empty"), (["fine", ""], "text 1 is empty"),
-                     ("word " * 600, "has 602 tokens but the model reads at most 512"), (3, "must be a sentence")]:
+                     ("word " * 600, "has 602 tokens but the model reads at most 512"), (3, "read sentences, not a int"),
+                     ([], "non-empty list of sentences")]:
         with pytest.raises((ValueError, TypeError), match=msg) as e:
             prep(bad)
         assert "\n" not in str(e.value)
@@ -146,6 +155,7 @@ def test_topic_classifier_reaches_its_bar_on_held_out_words():
         pred = torch.cat([model(t.ids, t.mask).argmax(1) for t in (prep(x[i:i + 100]) for i in range(0, len(x), 100))])
     acc = float((pred == torch.tensor(y)).float().mean())
     assert acc >= zt.MIN_TEST_ACCURACY
+    assert f"it reaches **{100 * acc:.1f} %**" in _doc()
     train_words = {w for s in zt.topic_sentences("train", 150)[0] for w in s.split()}
     assert "smartwatch" in " ".join(x) and "smartwatch" not in train_words  # held-out words really are new
 

@@ -117,7 +117,7 @@ def flow(att: torch.Tensor, residual: float = 0.5, *, attention_mask: torch.Tens
     return out.to(att.dtype)
 
 
-_UNIT = float(2 ** 24)  # capacities ≤ 1 in int32 units: sums of up to 2⁷ edges stay below 2³¹
+_UNIT = float(2 ** 24)  # capacities ≤ 1 → ≤ 2²⁴ units; each row of Â sums to 1, so no flow nears int32's 2³¹
 
 
 def token_relevance(r: torch.Tensor, attention_mask: torch.Tensor | None = None, query: str | int = "mean") -> torch.Tensor:
@@ -162,7 +162,16 @@ def _gate(gates: torch.Tensor, heads: int):
 
 def gated_scores(b: Boundary, ids: torch.Tensor, rows: torch.Tensor, gates: torch.Tensor, classes: torch.Tensor | None,
                  target: Target, score: str | None) -> torch.Tensor:
-    """Scores ``(B,)`` of the rows ``ids`` (sample ``rows``) with head gates ``gates (B, layers, heads)``."""
+    """Scores ``(B,)`` of the rows ``ids`` (sample ``rows``) with head gates ``gates (B, layers, heads)``.
+
+    >>> from seethrough.text.model import _tiny_bert_classifier
+    >>> from seethrough.boundary import boundary
+    >>> b = boundary(_tiny_bert_classifier(), kind="tokens")
+    >>> ids = torch.tensor([[2, 7, 3]])
+    >>> s = gated_scores(b, ids, torch.tensor([0]), torch.ones(1, 2, 2), torch.tensor([1]), None, "logit")
+    >>> bool(torch.allclose(s, b.forward(ids)[:, 1]))
+    True
+    """
     names = attention_modules(b)
     heads = gates.shape[-1]
     swaps = {name: _gate(gates[:, i], heads) for i, name in enumerate(names)}

@@ -45,7 +45,11 @@ WEAT_FEMALE = ("sister", "mother", "aunt", "grandmother", "daughter", "she", "he
 
 
 def embedding_matrix(model: nn.Module | Boundary) -> torch.Tensor:
-    """The input embedding matrix ``(vocabulary, D)`` of a text model (detached)."""
+    """The input embedding matrix ``(vocabulary, D)`` of a text model (detached).
+
+    >>> embedding_matrix(torch.nn.Embedding(7, 3)).shape
+    torch.Size([7, 3])
+    """
     m = module_of(model)
     get = getattr(m, "get_input_embeddings", None)
     emb = get() if callable(get) else None
@@ -90,7 +94,13 @@ def word_ids(tokenizer: Any, words: Sequence[str], *, pieces: str = "error", wha
 def word_vectors(model: nn.Module | Boundary, tokenizer: Any, words: Sequence[str], *, pieces: str = "error",
                  what: str = "word list") -> torch.Tensor:
     """``(len(words), D)``: the input-embedding rows of the words (the mean of the rows of a word's pieces
-    with ``pieces="mean"``)."""
+    with ``pieces="mean"``).
+
+    >>> from seethrough.text.tokens import _toy_tokenizer
+    >>> emb = torch.nn.Embedding(20, 2)
+    >>> torch.equal(word_vectors(emb, _toy_tokenizer(), ["cat", "playing"], pieces="mean")[1], emb.weight[11:13].mean(0).detach())
+    True
+    """
     table = embedding_matrix(model)
     return torch.stack([table[ids].mean(0) for ids in word_ids(tokenizer, words, pieces=pieces, what=what)])
 
@@ -156,7 +166,11 @@ class WeatResult:
 
 
 def association(w: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """``s(w, A, B) = mean_a cos(w, a) − mean_b cos(w, b)`` for each row of ``w``."""
+    """``s(w, A, B) = mean_a cos(w, a) − mean_b cos(w, b)`` for each row of ``w``.
+
+    >>> association(torch.tensor([[1.0, 0.0], [1.0, 1.0]]), torch.tensor([[1.0, 0.0]]), torch.tensor([[0.0, 1.0]])).tolist()
+    [1.0, 0.0]
+    """
     w, a, b = _unit(w.double()), _unit(a.double()), _unit(b.double())
     return (w @ a.T).mean(1) - (w @ b.T).mean(1)
 

@@ -59,6 +59,12 @@ def explain_text(model: nn.Module | Boundary, x: Tokens, method: str, target: Ta
     ``target``: the class (``None``: the predicted one); a similarity model's single column needs none.
     ``query`` (rollout and flow only): whose attention row is read, ``"mean"`` of the real tokens (what a
     mean-pooled embedding reads) or a position (0 = ``[CLS]``). ``options`` go to ``see.attribute``.
+
+    >>> from seethrough.text.model import _tiny_bert_classifier
+    >>> from seethrough.text.tokens import _toy_tokenizer, encode
+    >>> e = explain_text(_tiny_bert_classifier(vocab_size=20), encode(_toy_tokenizer(), "the cat sat"), "rollout")
+    >>> e.words, e.word_scores.shape
+    (['the', 'cat', 'sat'], torch.Size([3]))
     """
     t = _one(x)
     b = t.boundary(model)
@@ -162,7 +168,14 @@ def word_curves(model: nn.Module | Boundary, x: Tokens, word_scores: torch.Tenso
 def compare(model: nn.Module | Boundary, x: Tokens, methods: Sequence[str] = ("rollout", "integrated-gradients", "occlusion"),
             target: Target = None, *, n_random: int = 8, seed: int = 0,
             options: dict[str, dict] | None = None) -> dict[str, tuple[TextExplanation, WordCurves]]:
-    """The comparison panel's numbers: each method's explanation of the same sentence and its word curves."""
+    """The comparison panel's numbers: each method's explanation of the same sentence and its word curves.
+
+    >>> from seethrough.text.model import _tiny_bert_classifier
+    >>> from seethrough.text.tokens import _toy_tokenizer, encode
+    >>> p = compare(_tiny_bert_classifier(vocab_size=20), encode(_toy_tokenizer(), "the cat sat"), ["rollout", "flow"])
+    >>> sorted(p), 0 <= p["flow"][1].deletion_auc <= 1
+    (['flow', 'rollout'], True)
+    """
     out = {}
     for m in methods:
         e = explain_text(model, x, m, target, **(options or {}).get(m, {}))

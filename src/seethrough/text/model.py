@@ -23,7 +23,13 @@ NOT_TEXT = ("{what} is not a transformer text model: no Hugging Face transformer
 
 
 def module_of(model: nn.Module | Boundary) -> nn.Module:
-    """The ``nn.Module`` of a model or a boundary."""
+    """The ``nn.Module`` of a model or a boundary.
+
+    >>> net = torch.nn.Linear(2, 2)
+    >>> from seethrough.boundary import boundary
+    >>> module_of(boundary(net, kind="tabular")) is net
+    True
+    """
     return model.model if isinstance(model, Boundary) else model
 
 
@@ -53,12 +59,6 @@ def find_backbone(model: nn.Module | Boundary, what: str = "the model") -> nn.Mo
     return found
 
 
-def backbone_name(model: nn.Module | Boundary) -> str:
-    """The ``named_modules()`` name of :func:`find_backbone` inside the model (``""`` for the model itself)."""
-    m, bb = module_of(model), find_backbone(model)
-    return next(n for n, sub in m.named_modules() if sub is bb)
-
-
 def ids_and_mask(x: Tokens | torch.Tensor, attention_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """``(ids (N, L), mask (N, L))`` from a :class:`Tokens` batch or an id tensor (mask: all ones by default).
 
@@ -86,6 +86,9 @@ def attention_modules(model: nn.Module | Boundary) -> list[str]:
 
     They are the modules that carry ``num_attention_heads`` and ``attention_head_size`` (BERT, RoBERTa,
     MiniLM, ELECTRA, …); their output ``(N, L, heads × head size)`` is what a head gate scales.
+
+    >>> attention_modules(_tiny_bert())
+    ['encoder.layer.0.attention.self', 'encoder.layer.1.attention.self']
     """
     m = module_of(model)
     found = [n for n, sub in m.named_modules() if hasattr(sub, "num_attention_heads") and hasattr(sub, "attention_head_size")]
@@ -97,13 +100,21 @@ def attention_modules(model: nn.Module | Boundary) -> list[str]:
 
 
 def shape(model: nn.Module | Boundary) -> tuple[int, int]:
-    """``(layers, heads)`` of the transformer inside ``model``."""
+    """``(layers, heads)`` of the transformer inside ``model``.
+
+    >>> shape(_tiny_bert_classifier())
+    (2, 2)
+    """
     cfg = find_backbone(model).config
     return int(cfg.num_hidden_layers), int(cfg.num_attention_heads)
 
 
 def run_backbone(model: nn.Module | Boundary, ids: torch.Tensor, mask: torch.Tensor, **flags: Any):
-    """One no-grad forward of the transformer inside ``model`` (inside ``hooks(model)``), with HF output flags."""
+    """One no-grad forward of the transformer inside ``model`` (inside ``hooks(model)``), with HF output flags.
+
+    >>> len(run_backbone(_tiny_bert(), torch.tensor([[2, 5, 3]]), torch.ones(1, 3), output_hidden_states=True).hidden_states)
+    3
+    """
     from ..hooks import hooks
 
     bb = find_backbone(model)
@@ -123,9 +134,11 @@ def _tiny_config(**kw: Any):
 
 
 def _warm(model: nn.Module) -> nn.Module:
-    # transformers 5 installs its output-capturing hooks on the first forward: do it before handing out
+    # transformers 5 installs its output-capturing hooks on the first forward that asks for attentions or
+    # hidden states: do it before handing the model out, so seethrough's calls leave it as found
     with torch.no_grad():
-        model(torch.tensor([[2, 3]]), attention_mask=torch.ones(1, 2, dtype=torch.long))
+        model(torch.tensor([[2, 3]]), attention_mask=torch.ones(1, 2, dtype=torch.long), output_attentions=True,
+              output_hidden_states=True)
     return model.eval()
 
 

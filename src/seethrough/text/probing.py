@@ -223,6 +223,12 @@ def probe(model: nn.Module | Boundary, tokenizer: Any = None, *, n: int = 300, s
 
     Two sentence sets, two batched forwards: the generated sentences (length, word content, tense,
     numbers) and their bigram-shifted copies. ``tokenizer`` defaults to minilm-l6's.
+
+    >>> from seethrough.text.model import _tiny_bert
+    >>> from seethrough.text.tokens import _toy_tokenizer
+    >>> r = probe(_tiny_bert(vocab_size=20, max_position_embeddings=32), _toy_tokenizer(), n=40, tasks=["tense"])
+    >>> r.accuracy["tense"].shape, r.majority["tense"] >= 0.5
+    (torch.Size([3]), True)
     """
     bad = [t for t in tasks if t not in TASKS]
     if bad or not tasks:

