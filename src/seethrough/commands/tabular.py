@@ -108,10 +108,12 @@ def explain_rows(loaded, methods: list[str], *, row: int | None, csv_path: Path 
     with hooks(model), torch.no_grad():
         logits, bg_logits = model(x), model(bg)
     classes = target_indices(logits, target)  # the predicted class of each row, or --target for all
+    # every method first, so a method that refuses the input leaves no half-written folder behind
+    attributions = {m: attribute(model, x, m, target=classes, kind="tabular", feature_names=names, background=bg)
+                    for m in methods}
     out.mkdir(parents=True, exist_ok=True)
     written, lines = [], []
-    for method in methods:
-        a = attribute(model, x, method, target=classes, kind="tabular", feature_names=names, background=bg)
+    for method, a in attributions.items():
         a = getattr(a, "attributions", a).detach().reshape(len(x), -1).double()
         kind = METHODS[method].score  # what the method explains: a class's logit, or its probability (LIME)
         score = target_scores(logits, classes, score=kind).double()
