@@ -75,8 +75,10 @@ def test_rows_do_not_depend_on_chunks_or_batches(lenet, folder, tmp_path):
 
 @pytest.mark.slow  # a LocalCluster's workers import torch and seethrough: a minute and more on 2 busy cores
 def test_the_dask_engine_gives_the_local_rows(folder, tmp_path):
-    pytest.importorskip("distributed")
-    local = explain_folder("lenet-digits", folder, "saliency", tmp_path / "local", steps=4, progress=False).table
+    from seethrough.testing import torch_threads
+
+    with torch_threads(1):  # the workers' arithmetic: one thread each
+        local = explain_folder("lenet-digits", folder, "saliency", tmp_path / "local", steps=4, progress=False).table
     dask = explain_folder("lenet-digits", folder, "saliency", tmp_path / "dask", steps=4, engine="dask", workers=2,
                           progress=False).table
     cols = ["name", "predicted", "probability", "deletion", "deletion_random", "insertion", "insertion_random"]

@@ -4,15 +4,15 @@ from __future__ import annotations
 import os
 import signal
 
+import distributed
 import pytest
 
 import seethrough as see
 from seethrough.progress import listen
-from seethrough.testing import untouched
+from seethrough.testing import torch_threads, untouched
 
 from .test_scan_engine import states_equal
 
-distributed = pytest.importorskip("distributed", reason="dask[distributed] is a runtime dependency: pip install -e .")
 pytestmark = pytest.mark.slow  # starting worker processes that import torch takes seconds
 
 KW = dict(layers=["conv2", "relu3"], batch_size=16, progress=False)
@@ -40,7 +40,8 @@ def data():
 
 @pytest.fixture(scope="module")
 def local(lenet, data):
-    return see.scan(lenet, data, **KW)
+    with torch_threads(1):  # the workers' arithmetic: one thread each
+        return see.scan(lenet, data, **KW)
 
 
 def test_dask_gives_the_local_result_bit_for_bit(client, lenet, data, local):

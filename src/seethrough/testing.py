@@ -89,3 +89,23 @@ def untouched(model: nn.Module, *, allow_raise: type[BaseException] | tuple = ()
         assert_unchanged(model, before)
         return
     assert_unchanged(model, before)
+
+
+@contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """Run the block with ``n`` intra-op torch threads, then restore the count.
+
+    The Dask engine's workers run one thread each; a local reference computed with another
+    count may differ in the last float bits (kernels block their sums by thread), so a
+    bit-for-bit comparison computes the reference under ``torch_threads(1)``.
+
+    >>> with torch_threads(1):
+    ...     torch.get_num_threads()
+    1
+    """
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

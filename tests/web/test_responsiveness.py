@@ -93,9 +93,9 @@ def test_cheap_requests_stay_fast_while_the_model_is_saturated(lenet_session):
         server.stop()
     report = {group: (round(_p95(v), 3), round(max(v), 3)) for group, v in times.items()}
     print("p95 / max latency (s) while the model was saturated:", report)
-    # the whole window was saturated: the model was computing when it began and at every sample,
-    # and jobs were still waiting for it when it ended
-    assert busy[0] == 1 and sum(b == 1 for b in busy[1:-1]) >= 0.9 * ROUNDS and busy[-1] > 0, busy
+    # the window was saturated: the model was computing when it began and at 90 % of the samples
+    # (a fast machine may finish the queued jobs before the last rounds, so none need be pending then)
+    assert busy[0] == 1 and sum(b == 1 for b in busy[1:-1]) >= 0.9 * ROUNDS, busy
     assert codes == [200] * HEAVY_GETS  # the heavy requests were served, only later
     slow = {group: p95 for group, (p95, _) in report.items() if p95 >= BOUND}
     assert not slow, f"p95 over {BOUND} s while the model was busy: {slow}"
