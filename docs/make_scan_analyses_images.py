@@ -40,7 +40,7 @@ def save(img: Image.Image, name: str) -> None:
 
 
 def _label(img: Image.Image, text: str) -> Image.Image:
-    canvas = Image.new("RGB", (img.width, img.height + 14), "white")
+    canvas = Image.new("RGB", (max(img.width, 6 * len(text) + 4), img.height + 14), "white")
     canvas.paste(img.convert("RGB"), (0, 14))
     ImageDraw.Draw(canvas).text((2, 1), text, fill=(0, 0, 0))
     return canvas
@@ -76,18 +76,21 @@ def dissection() -> None:
     model, _ = see.zoo.load("efficientnet-lite0")
     layers = ["blocks.1", "blocks.3", "blocks.5", "blocks.8"]
     pr = Probe(n=300, size=224)
-    d = dissect(model, layers, pr, batch_size=16)
+    d = dissect(model, layers, pr, accumulators=("topk",), batch_size=16)
     save(see.render.dissection_plot(d, title="EfficientNet-Lite0 on the probe (300 × 224 px): units with a concept, IoU ≥ 0.04"),
          "dissection-efficientnet.png")
-    res = see.scan(model, pr, layers, ("topk",), options={"topk": {"k": 6}}, batch_size=16)
+    res = d.scan  # pass 1 also kept each unit's top-9 probe images
     rows = []
     for layer in layers:
         index, value = d.best(layer)
         u = int(value.argmax())
         r = unit_records(res, layer, [u], model, visualize=False)[0]
-        strip = see.render.tile(r.images.permute(0, 2, 3, 1).numpy(), 6, pad=2)
-        strip = strip.resize((6 * 64, 64)) if strip.height > 64 else strip
-        rows.append(_label(strip, f"{layer} unit {u}: {d.concepts[int(index[u])]} (IoU {float(value[u]):.3f})"))
+        strip = see.render.tile(r.images[:6].permute(0, 2, 3, 1).numpy(), 6, pad=2)
+        how = Image.Resampling.BILINEAR if strip.height > 64 else Image.Resampling.NEAREST
+        strip = strip.resize((round(strip.width * 64 / strip.height), 64), how)
+        concept, iou = d.concepts[int(index[u])], float(value[u])
+        verdict = "" if iou >= d.iou_threshold else ", below 0.04: not labelled"
+        rows.append(_label(strip, f"{layer} unit {u}: {concept} (IoU {iou:.3f}{verdict})"))
     save(_column(rows), "dissection-units.png")
 
 

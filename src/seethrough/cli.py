@@ -180,12 +180,15 @@ def report(
     seed: int = typer.Option(0, "--seed"),
     fresh: bool = typer.Option(False, "--fresh", help="rebuild every section (default: reuse those a previous run "
                                "with the same options finished, kept in OUT/.sections)"),
+    scan: Optional[Path] = typer.Option(None, "--scan", help="a stored scan (folder written by `seethrough scan -o`): "
+                                        "its section is read from it, nothing recomputed; alone it is the whole report"),
 ):
     """Write the self-contained HTML report; an interrupted run resumes where it stopped."""
     from .report import write_report
 
     try:
-        res = write_report(out, sections=section, quick=quick, seed=seed, progress=sys.stderr.isatty(), fresh=fresh)
+        res = write_report(out, sections=section, quick=quick, seed=seed, progress=sys.stderr.isatty(), fresh=fresh,
+                           scan=scan)
     except KeyboardInterrupt:
         typer.echo(f"error: interrupted; the finished sections are kept in {out / '.sections'}: run the same command "
                    "again to resume", err=True)

@@ -24,8 +24,8 @@ ALLOWED_FROM_SEETHROUGH = {
     "seethrough.optimize": {"visualize"},
     "seethrough.predict": {"predict"},
     "seethrough.progress": {"Cancelled", "listen", "report"},
-    "seethrough.scan": {"load"},  # a stored scan, read for the unit view
-    "seethrough.scan.atlas": {"unit_page_data"},  # the unit atlas page data (a library function)
+    "seethrough.scan.atlas": {"unit_page_data", "check_model"},  # the unit atlas page data; the scanned weights' check
+    "seethrough.scan.views": {"as_result"},  # a stored scan (folder or result), read for the unit view and projector
     "seethrough.zoo": {"to_image", "to_rgb"},
 }
 FORBIDDEN_MODULES = ("torch.autograd", "torch.nn.functional", "torch.func", "sklearn", "openTSNE", "umap", "scipy",

@@ -25,6 +25,8 @@ def explore(
     no_browser: bool = typer.Option(False, "--no-browser", help="do not open a browser tab"),
     threads: Optional[int] = typer.Option(None, "--threads", help="torch threads, set once at start-up (default: torch's)"),
     workers: int = typer.Option(1, "--workers", help="model computations at a time; the rest wait in a queue"),
+    scan: Optional[Path] = typer.Option(None, "--scan", help="a stored scan of this model (folder written by "
+                                        "`seethrough scan -o`): the unit view and the projector read it"),
 ):
     """Serve an interactive explorer of the model: predictions, activations, units, attribution,
     embeddings and adversarial examples, on this machine only by default."""
@@ -37,7 +39,7 @@ def explore(
         raise ValueError(f"{EXTRA} ({e})") from None
     import torch
 
-    from seethrough.web.session import session_for
+    from seethrough.web.session import attach_scan, session_for
 
     if not 0 <= port <= 65535:
         raise ValueError(f"--port must be a whole number from 0 to 65535 (0 picks a free one), got {port}")
@@ -49,4 +51,6 @@ def explore(
         raise ValueError(f"--workers must be at least 1, got {workers}")
     loaded = load(model, arch, unsafe_pickle, sha256)  # read once, here, from the user's own command line
     session = session_for(loaded.model, loaded.preprocess, name=loaded.name, labels=loaded.labels, images=images)
+    if scan is not None:  # read and checked before the server starts: a bad folder is one line, exit 2
+        attach_scan(session, scan)
     serve(create_app(session, workers=workers, host=host), host, port, open_browser=not no_browser)

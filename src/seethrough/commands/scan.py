@@ -99,3 +99,37 @@ def scan_cmd(
         typer.echo(f"{len(res.workers_lost)} Dask worker(s) died during the scan; their chunks were rerun on the others", err=True)
     typer.echo(f"scan stored in {out} ({'resumed after ' + str(c['resumed']) + ' chunks, ' if c['resumed'] else ''}"
                f"{c['chunks']} chunks)")
+
+
+@app.command("atlas")
+@friendly
+def atlas_cmd(
+    scan: Path = typer.Argument(..., help="a stored scan (the folder `seethrough scan -o` wrote)"),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="the scanned model (default: the zoo model the "
+                                        "scan's manifest names); without one, whole inputs and no visualisation"),
+    arch: Optional[str] = ArchOpt,
+    unsafe_pickle: bool = UnsafeOpt,
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="folder for the pages (default: SCAN/atlas)"),
+    layer: Optional[list[str]] = typer.Option(None, "--layer", "-l", help="only these scanned layers (repeatable)"),
+    units: int = typer.Option(0, "--units", help="only the first N units of each layer (0 = all)"),
+    steps: int = typer.Option(64, "--steps", help="feature-visualisation steps per unit (0 = no visualisation)"),
+):
+    """Write the unit atlas of a stored scan as static pages: per unit its top-k crops, histogram,
+    dead/alive state and feature visualisation (index.html, one page per layer and per unit)."""
+    import seethrough as see
+    from seethrough.scan.atlas import write_atlas
+    from seethrough.scan.store import read_manifest
+    from seethrough.scan.views import as_result
+
+    if units < 0 or steps < 0:
+        raise ValueError(f"--units and --steps must be >= 0, got {units} and {steps}")
+    res = as_result(scan)
+    name = model or ((read_manifest(scan) or {}).get("model") or {}).get("name")
+    net = None
+    if model is not None or name in see.zoo.models():
+        net = load(name, arch, unsafe_pickle).model
+    layers = [s.strip() for item in layer or [] for s in item.split(",") if s.strip()] or None
+    index = write_atlas(res, net, out, layers=layers, units_per_layer=units or None, steps=steps or 1,
+                        visualize=steps > 0)
+    what = "no model (whole inputs, no visualisation)" if net is None else f"model {name}"
+    typer.echo(f"unit atlas written to {index} ({what}); open it in a browser")

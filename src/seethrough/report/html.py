@@ -34,16 +34,18 @@ class ReportResult:
     reused: list[str] = field(default_factory=list)
 
 
-def _choose(keys: Sequence[str] | None) -> list[str]:
+def _choose(keys: Sequence[str] | None, *, scan: bool = False) -> list[str]:
     ordered = sorted(SECTIONS, key=lambda k: (SECTIONS[k].order, k))
-    if not keys:
-        return ordered
+    if not keys:  # a stored scan alone makes a report of that scan; without one the scan section has nothing to read
+        return ["scan"] if scan else [k for k in ordered if k != "scan"]
     unknown = [k for k in keys if k not in SECTIONS]
     if unknown:
         close = difflib.get_close_matches(unknown[0], ordered, n=3)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
         raise ValueError(f"unknown report section {unknown[0]!r}{hint} (sections: {', '.join(ordered)})")
-    return [k for k in ordered if k in keys]
+    if "scan" in keys and not scan:
+        raise ValueError("the scan section reads a stored scan: give --scan FOLDER (a folder written by seethrough scan -o)")
+    return [k for k in ordered if k in keys or (scan and k == "scan")]
 
 
 def _provenance(prov: dict[str, Any]) -> str:
@@ -69,8 +71,11 @@ def _block_html(block: Block, key: str, n: int, img_dir: Path) -> str:
 
 
 def write_report(out: str | Path = "report", sections: Sequence[str] | None = None, *, quick: bool = False,
-                 seed: int = 0, progress: bool = False, fresh: bool = False) -> ReportResult:
+                 seed: int = 0, progress: bool = False, fresh: bool = False, scan: Any = None) -> ReportResult:
     """Build the chosen sections (all by default) into ``out/index.html``; a failing section becomes an error box.
+
+    ``scan``: a stored scan's folder (or a ``see.scan`` result) for the ``scan`` section, which reads it
+    and never runs the model over the data; with ``scan`` and no ``sections``, the report is that section alone.
 
     Finished sections are kept in ``out/.sections`` (see :mod:`seethrough.report.resume`): a rerun
     with the same options reuses them and builds only the rest, so an interrupted report resumes.
@@ -84,7 +89,11 @@ def write_report(out: str | Path = "report", sections: Sequence[str] | None = No
     >>> see.report.write_report(out, sections=["model-card"], quick=True).reused
     ['model-card']
     """
-    keys = _choose(sections)
+    if scan is not None:
+        from ..scan.views import as_result
+
+        scan = as_result(scan)  # a missing, foreign or partial scan: one clear ValueError before anything is built
+    keys = _choose(sections, scan=scan is not None)
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"{out} is a file: the report needs a folder (it writes index.html, img/ and {resume.STORE}/ there)")
@@ -92,12 +101,16 @@ def write_report(out: str | Path = "report", sections: Sequence[str] | None = No
     img_dir.mkdir(parents=True, exist_ok=True)
     store = out / resume.STORE
     resume.clean(store)
-    ctx = Context(quick=quick, seed=seed, progress=progress)
+    ctx = Context(quick=quick, seed=seed, progress=progress, scan=scan)
     result = ReportResult(out / "index.html")
     parts, nav = [], []
     for key in ctx.bar(keys, "report sections"):
         sec = SECTIONS[key]
         ident = resume.identity(sec, quick=quick, seed=seed)
+        if key == "scan":  # reused only for the very same stored scan (same folder, same save)
+            from .sections.scan import scan_identity
+
+            ident["scan"] = scan_identity(scan)
         kept = None if fresh else resume.load(store, key, ident)
         if progress:
             from tqdm.auto import tqdm

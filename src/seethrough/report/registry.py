@@ -108,6 +108,7 @@ class Context:
     quick: bool = False
     seed: int = 0
     progress: bool = False
+    scan: Any = None  # a stored scan (see.scan.load), read by the "scan" section instead of a pass over data
     _models: dict[str, tuple[nn.Module, Callable]] = field(default_factory=dict, repr=False)
 
     def model(self, name: str) -> tuple[nn.Module, Callable]:

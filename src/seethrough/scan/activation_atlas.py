@@ -5,8 +5,8 @@ seeded choice of positions per image, kept by the smallest seeded hash, so the s
 depend on batching or on the engine) are laid out in 2-D (UMAP; openTSNE's t-SNE when umap-learn
 is not installed), a ``grid``×``grid`` grid is laid over the layout, and every cell holding at
 least ``min_count`` samples gets the mean of its activation vectors and a feature visualisation
-of that mean (the ``direction`` objective, ⟨h, v⟩/‖v‖ averaged over positions, for all cells in
-one batched optimisation). A *class* atlas keeps only the samples from images the model
+of that mean (the ``direction`` objective, ⟨h, v⟩/‖v‖ averaged over positions, cells optimised
+in batches). A *class* atlas keeps only the samples from images the model
 predicts as that class, on the same layout (so it lines up with the full atlas); the paper
 instead weights samples by their attribution to the class - not done here.
 """

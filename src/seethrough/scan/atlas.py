@@ -253,11 +253,12 @@ def unit_page_data(scan_result, layer: str, unit: int, model: nn.Module | None =
 
 def write_atlas(scan_result, model: nn.Module | None = None, out: str | Path | None = None, *,
                 layers: Sequence[str] | None = None, units_per_layer: int | None = None, steps: int = VIS_STEPS,
-                dissection=None) -> Path:
+                dissection=None, visualize: bool = True) -> Path:
     """Write the static atlas: ``out/index.html``, ``out/<layer>.html`` (a grid of units) and
     ``out/<layer>/<unit>.html``, with PNGs beside them; self-contained (no network). ``out``
-    defaults to ``atlas/`` in the scan folder. ``units_per_layer``: only the first N units of each layer.
-    Returns the index page's path.
+    defaults to ``atlas/`` in the scan folder. ``units_per_layer``: only the first N units of each layer;
+    ``visualize=False``: no feature visualisations (the model then only traces receptive fields).
+    Returns the index page's path. On the command line: ``seethrough atlas SCAN``.
 
     >>> import seethrough as see, tempfile
     >>> from seethrough.scan.atlas import write_atlas
@@ -278,6 +279,6 @@ def write_atlas(scan_result, model: nn.Module | None = None, out: str | Path | N
         _check_unit(scan_result, layer, 0)
         n = _n_units(scan_result, layer)
         keep = range(n if units_per_layer is None else min(n, units_per_layer))
-        records[layer] = unit_records(scan_result, layer, list(keep), model, visualize=model is not None, steps=steps,
+        records[layer] = unit_records(scan_result, layer, list(keep), model, visualize=visualize and model is not None, steps=steps,
                                dissection=dissection)
     return atlas_pages(records, Path(out), title=f"{scan_result.n_seen} examples · model {scan_result.model_hash[:12]}")

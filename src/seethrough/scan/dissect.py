@@ -34,6 +34,7 @@ class Dissection:
     iou_threshold: float = 0.04
     quantile: float = 0.005
     settings: dict[str, Any] = field(default_factory=dict)
+    scan: Any = None  # pass 1's ScanResult over the probe (with any extra accumulators asked for)
 
     def best(self, layer: str) -> tuple[torch.Tensor, torch.Tensor]:
         """``(concept index (U,), IoU (U,))`` of each unit's best concept (the first on ties)."""
@@ -107,6 +108,7 @@ def dissect(
     quantile: float = 0.005,
     iou_threshold: float = 0.04,
     resolution: int | None = None,
+    accumulators: Sequence[str] = (),
     engine: str = "local",
     address: Any = None,
     batch_size: int | str = "auto",
@@ -117,7 +119,9 @@ def dissect(
     ``model``: an ``nn.Module``, or a zoo name / ``module:factory`` (then Dask workers load it themselves).
 
     ``resolution``: the side of the label grid where maps and masks meet (default: the probe's
-    size); ``engine``/``address``: the scan engine (``"local"`` or ``"dask"``).
+    size); ``accumulators``: more accumulators for pass 1 (e.g. ``("topk",)``: the result's ``scan``
+    then feeds :func:`~.atlas.write_atlas` with the probe's top images); ``engine``/``address``: the
+    scan engine (``"local"`` or ``"dask"``).
 
     >>> import seethrough as see
     >>> from seethrough.testing import untouched
@@ -137,7 +141,8 @@ def dissect(
     if not isinstance(probe, Probe):
         raise TypeError(f"probe must be a seethrough.scan.concepts.Probe, got {type(probe).__name__}")
     common = dict(batch_size=batch_size, engine=engine, address=address, progress=progress)
-    first = scan(model, probe, layers, accumulators=("tail",),
+    extra = [a for a in ([accumulators] if isinstance(accumulators, str) else accumulators) if a != "tail"]
+    first = scan(model, probe, layers, accumulators=("tail", *extra),
                  options={"tail": {"q": float(quantile), "n_examples": len(probe)}}, **common)
     thresholds, iou = {}, {}
     for layer in layers:
@@ -149,4 +154,4 @@ def dissect(
         iou[layer] = torch.from_numpy(second[layer, "iou"].iou())
     return Dissection(layers, probe.concepts, probe.concept_categories,
                       {k: torch.from_numpy(v) for k, v in thresholds.items()}, iou, float(iou_threshold), float(quantile),
-                      {"probe": probe.spec["options"], "resolution": resolution or probe.size})
+                      {"probe": probe.spec["options"], "resolution": resolution or probe.size}, first)

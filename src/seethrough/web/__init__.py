@@ -26,7 +26,8 @@ def explore(model: nn.Module | str, preprocess: Callable | None = None, *, label
     time. ``background=True`` returns a running server (``.url``, ``.stop()``) instead of blocking.
     While it serves, the model is in eval mode; once it stops, every module's ``training`` flag
     is back as it was found. ``scan``: a ``see.scan`` result or a stored scan's folder; the unit view
-    then shows the scanned layers' top-k examples, dead/alive state and histogram from it.
+    then shows the scanned layers' top-k examples, dead/alive state and histogram from it, and the
+    projector can draw its reservoir sample (a scan of other weights is refused).
 
     >>> import seethrough as see
     >>> server = see.explore("lenet-digits", background=True)
@@ -53,9 +54,9 @@ def explore(model: nn.Module | str, preprocess: Callable | None = None, *, label
         session = session_for(model, preprocess, name=name or type(model).__name__, labels=labels, images=images,
                               data=data)
     if scan is not None:
-        from ..scan import load
+        from .session import attach_scan
 
-        session.scan = load(scan).require_complete() if isinstance(scan, (str, Path)) else scan
+        attach_scan(session, scan)
     try:
         app = create_app(session, workers=workers, host=host)
         if background:

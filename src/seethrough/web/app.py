@@ -159,7 +159,12 @@ def create_app(session: Session, *, cache_budget: int = 512 * 2**20, workers: in
                                           "seed": (int, 0)}, True),
         "adversarial": (views.adversarial, {"input": str, "method": (str, "pgd"), "eps": float}, True),
         "flip": (flip, {"input": str, "method": (str, "pgd")}, False),
+        # a stored scan (--scan): read, never recomputed; only the crops' receptive fields touch the model
+        "scan_units": (views.scan_units, {"layer": str}, False),
+        "scan_unit": (views.scan_unit, {"layer": str, "channel": int}, True),
+        "scan_projection": (views.scan_projection, {"layer": str, "method": (str, "pca"), "seed": (int, 0)}, False),
     }
+    scan_summary = views.scan_summary(session)
 
     def parse(kind: str, query: dict[str, str]) -> dict[str, Any]:
         if kind not in kinds:
@@ -221,7 +226,7 @@ def create_app(session: Session, *, cache_budget: int = 512 * 2**20, workers: in
                             for a in ATTACKS.values() if "eps" in a.defaults],
                 "attacks_without_eps": [a for a, spec in ATTACKS.items() if "eps" not in spec.defaults],
                 "projections": _projections(), "eps_grid": [float(e) for e in views.EPS_GRID],
-                "data": 0 if session.data is None else len(session.data[0])}
+                "data": 0 if session.data is None else len(session.data[0]), "scan": scan_summary}
 
     @app.get("/api/stats")
     async def stats() -> dict[str, Any]:
@@ -250,6 +255,19 @@ def create_app(session: Session, *, cache_budget: int = 512 * 2**20, workers: in
         found, body = cache.lookup(key)
         if not found:  # a small PNG of a data set sample: no model, no queue
             body = await run_in_threadpool(cache.get, key, lambda: views.thumbnail(session, i), kind="thumbnail", model=False)
+        return Response(body, media_type="image/png")
+
+    @app.get("/api/scan/{index}.png")
+    async def scan_thumbnail(index: str) -> Response:
+        src = None if session.scan is None else session.scan.source
+        if src is None or not _INT.fullmatch(index) or not 0 <= int(index) < len(src):
+            why = "no stored scan" if session.scan is None else "the scan's data is not available" if src is None else ""
+            raise HTTPException(404, f"no scanned example {index[:40]!r}" + (f" ({why})" if why else ""))
+        key, i = (session.name, "scan-thumb", int(index)), int(index)
+        found, body = cache.lookup(key)
+        if not found:  # re-read from the scan's data source: no model, no queue
+            body = await run_in_threadpool(cache.get, key, lambda: views.scan_thumbnail(session, i), kind="thumbnail",
+                                           model=False)
         return Response(body, media_type="image/png")
 
     @app.get("/api/{kind}")

@@ -134,6 +134,30 @@ def session_for(model: nn.Module, preprocess: Callable, *, name: str = "model", 
     return Session(model, preprocess, name, list(labels) if labels is not None else None, inputs, data)
 
 
+def attach_scan(session: Session, scan: object) -> Session:
+    """Give ``session`` a stored scan (its folder, or a ``see.scan`` result) of the session's own model:
+    the unit view and the projector then read it. A missing, partial or foreign scan is a ``ValueError``.
+
+    >>> import seethrough as see, tempfile
+    >>> d = tempfile.mkdtemp()
+    >>> _ = see.scan("lenet-digits", see.scan.digits_source(), ["relu3"], batch_size=64, out=d, progress=False)
+    >>> attach_scan(from_zoo("lenet-digits"), d).scan.n_seen
+    360
+    """
+    from ..scan.atlas import check_model
+    from ..scan.views import as_result
+
+    res = as_result(scan)
+    try:
+        check_model(res, session.model)
+    except ValueError:
+        raise ValueError(f"the scan{f' in {res.folder}' if res.folder else ''} was made with other weights than "
+                         f"{session.name} (its model hash is {res.model_hash[:12]}…): explore the scanned model, or scan "
+                         "this one") from None
+    session.scan = res
+    return session
+
+
 def _default_inputs(preprocess: Callable, name: str) -> dict[str, torch.Tensor]:
     if name in DIGIT_MODELS or getattr(preprocess, "grayscale", False):
         x, y = zoo.digits("test")

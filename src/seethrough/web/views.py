@@ -122,6 +122,102 @@ def unit(s: Session, input_id: str, layer: str, channel: int, k: int = TOPK, ste
     return out
 
 
+def _scan_layer(s: Session, layer: str):
+    if s.scan is None:
+        raise KeyError("no stored scan: start the explorer with --scan FOLDER (written by seethrough scan -o)")
+    if layer not in s.scan.layers:
+        raise ValueError(f"layer {layer!r} was not scanned; scanned layers: {', '.join(s.scan.layers)}")
+    return s.scan
+
+
+def scan_summary(s: Session) -> dict[str, Any] | None:
+    """What the stored scan holds, per layer: units, accumulators, dead units, the top-k size and the sample size.
+
+    >>> import seethrough as see, tempfile
+    >>> from seethrough.web.session import attach_scan, from_zoo
+    >>> d = tempfile.mkdtemp()
+    >>> _ = see.scan("lenet-digits", see.scan.digits_source(), ["conv2"], batch_size=64, out=d, progress=False)
+    >>> s = attach_scan(from_zoo("lenet-digits"), d)
+    >>> info = scan_summary(s)["layers"][0]
+    >>> info["name"], info["units"], info["k"], info["sample"]
+    ('conv2', 16, 9, 360)
+    >>> scan_units(s, "conv2")["units"][1]["ids"] == s.scan["conv2", "topk"].ids[1].tolist()
+    True
+    """
+    res = s.scan
+    if res is None:
+        return None
+    layers = []
+    for layer in res.layers:
+        accs = sorted(a for (l, a) in res.accumulators if l == layer)
+        dead = res.accumulators.get((layer, "dead"))
+        top = res.accumulators.get((layer, "topk"))
+        sample = res.accumulators.get((layer, "reservoir"))
+        units = next((len(a) for a in (getattr(dead, "active", None), getattr(top, "ids", None)) if a is not None), None)
+        layers.append({"name": layer, "units": units, "accumulators": accs, "k": None if top is None else top.k,
+                       "dead": None if dead is None else [int(u) for u, d in enumerate(dead.dead) if d],
+                       "sample": None if sample is None else len(sample.ids)})
+    return {"examples": res.n, "seen": res.n_seen, "skipped": len(res.skipped), "data": res.identity,
+            "model_hash": res.model_hash, "layers": layers, "images": res.source is not None}
+
+
+def scan_units(s: Session, layer: str) -> dict[str, Any]:
+    """Every unit of a scanned layer as the scan stored it: dead/alive, share of examples active, top-k ids and values."""
+    res = _scan_layer(s, layer)
+    dead = res.accumulators.get((layer, "dead"))
+    top = res.accumulators.get((layer, "topk"))
+    n = len(dead.active) if dead is not None else (len(top.ids) if top is not None else 0)
+    units = []
+    for u in range(n):
+        row: dict[str, Any] = {"unit": u}
+        if dead is not None:
+            row["state"] = "dead" if dead.dead[u] else "alive"
+            row["active"] = float(dead.active[u]) / max(int(dead.n), 1)
+        if top is not None:
+            keep = top.ids[u] >= 0
+            row["ids"], row["values"] = top.ids[u][keep].tolist(), top.values[u][keep].tolist()
+        units.append(row)
+    return {"layer": layer, "units": units, "seen": res.n_seen}
+
+
+def scan_unit(s: Session, layer: str, channel: int) -> dict[str, Any]:
+    """One unit's atlas page from the scan (no input needed): top-k crops, histogram, dead/alive, mean and std."""
+    from ..scan.atlas import unit_page_data
+
+    return unit_page_data(_scan_layer(s, layer), layer, channel, s.model, visualize=False)
+
+
+def scan_thumbnail(s: Session, index: int, size: int = 64) -> bytes:
+    """One scanned example, re-read from the scan's data source by id (the projector's hover picture)."""
+    image = to_image(s.scan.source[index][0])
+    scale = max(1, size // max(image.size))
+    return png(image.resize((image.width * scale, image.height * scale)) if scale > 1 else image)
+
+
+def scan_projection(s: Session, layer: str, method: str = "pca", seed: int = 0) -> dict[str, Any]:
+    """The scan's reservoir sample of ``layer`` embedded in 2-D (stored activations: no forward pass)."""
+    res = _scan_layer(s, layer)
+    if (layer, "reservoir") not in res.accumulators:
+        raise ValueError(f"the scan kept no reservoir sample of {layer!r}; scan it with the 'reservoir' accumulator")
+    if method not in PROJECTIONS:
+        raise ValueError(f"unknown projection {method!r}; choose one of {', '.join(PROJECTIONS)}")
+    sample = res[layer, "reservoir"]
+    m = len(sample.ids)
+    e = embed(None, None, [layer], method, scan=res, seed=seed, perplexity=min(30.0, max_perplexity(m) - 1),
+              progress=False)
+    xy = e[layer]
+    lo, hi = xy.min(0).values, xy.max(0).values
+    xy = ((xy - lo) / (hi - lo).clamp_min(1e-12)).tolist()  # to the unit square for drawing
+    classes = res.classes
+    labels = e.labels.tolist() if e.labels is not None else [None] * m
+    sep = e.separation.get(layer)
+    return {"layer": layer, "method": method, "n": m, "available": res.n_seen, "seed": seed, "source": "scan",
+            "points": [{"x": p[0], "y": p[1], "label": 0 if lab is None else int(lab), "index": int(i),
+                        "name": "?" if lab is None else (classes[lab] if classes else str(lab))}
+                       for p, i, lab in zip(xy, sample.ids.tolist(), labels)],
+            "separation": None if sep is None else sep._asdict()}
+
+
 def attribution(s: Session, input_id: str, method: str, target: int | None = None) -> dict[str, Any]:
     """One method's map over the input, with the trust badge beside it."""
     if method not in METHODS:

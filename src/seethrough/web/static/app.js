@@ -126,6 +126,12 @@ async function loadUnit() {
     $("#unit-max-note").textContent = `activation maximisation: ${r.maximize_note}`;
     $("#unit-examples-note").textContent = `(${r.examples.length}, ${r.examples_note})`;
     $("#unit-examples").innerHTML = r.examples.map((e) => `<figure><img class="example" src="${e.image}" alt="sample ${e.index}"><figcaption>#${e.index} · ${e.label} · ${e.value.toFixed(2)}</figcaption></figure>`).join("");
+    const sc = r.scan;  // a stored scan of this layer: its dead/alive state and histogram over the whole data set
+    $("#unit-scan").hidden = !sc;
+    if (sc) {
+      $("#unit-scan-state").textContent = `over the scan: ${sc.state || "n/a"}` + (sc.active === null ? "" : `, active on ${(100 * sc.active).toFixed(1)} % of the examples`) + (sc.mean === null ? "" : `, mean ${fmt(sc.mean, 3)}, std ${fmt(sc.std, 3)}`);
+      if (sc.histogram && sc.histogram.image) $("#unit-scan-hist").src = sc.histogram.image; else $("#unit-scan-hist").removeAttribute("src");
+    }
   });
 }
 
@@ -156,24 +162,29 @@ async function loadAttribution() {
 // ---------------------------------------------------------------- 5. projector
 async function loadProjection() {
   const n = next("projector");
-  const params = { input: state.input, layer: $("#proj-layer").value, method: $("#proj-method").value, n: $("#proj-n").value };
+  const fromScan = $("#proj-scan").checked && !$("#proj-scan-label").hidden;
+  const params = fromScan ? { layer: $("#proj-layer").value, method: $("#proj-method").value }
+    : { input: state.input, layer: $("#proj-layer").value, method: $("#proj-method").value, n: $("#proj-n").value };
+  const thumb = (i) => (fromScan ? `/api/scan/${i}.png` : `/api/data/${i}.png`);
   await guarded("projector", async () => {
-    const r = await runJob("projector", "projection", params);
+    const r = await runJob("projector", fromScan ? "scan_projection" : "projection", params);
     if (!r || !current("projector", n)) return;
-    $("#proj-info").textContent = `${r.method} of ${r.layer}: ${r.n} of ${r.available} samples (seed ${r.seed}), coloured by label; the black star is the input (predicted ${r.input.predicted})`;
+    $("#proj-info").textContent = fromScan
+      ? `${r.method} of ${r.layer}: the stored scan's sample of ${r.n} of ${r.available} examples (their stored activations, no forward pass), coloured by label`
+      : `${r.method} of ${r.layer}: ${r.n} of ${r.available} samples (seed ${r.seed}), coloured by label; the black star is the input (predicted ${r.input.predicted})`;
     const svg = $("#proj-svg");
     const pts = r.points.map((p) => `<circle class="point" cx="${p.x}" cy="${1 - p.y}" r="0.011" fill="${COLORS[p.label % COLORS.length]}" data-index="${p.index}" data-name="${p.name}"></circle>`);
     const c = r.input;
-    pts.push(`<path class="current" transform="translate(${c.x} ${1 - c.y}) scale(0.03)" d="M0,-1 L0.29,-0.4 L0.95,-0.31 L0.47,0.15 L0.59,0.81 L0,0.5 L-0.59,0.81 L-0.47,0.15 L-0.95,-0.31 L-0.29,-0.4 Z"></path>`);
+    if (c) pts.push(`<path class="current" transform="translate(${c.x} ${1 - c.y}) scale(0.03)" d="M0,-1 L0.29,-0.4 L0.95,-0.31 L0.47,0.15 L0.59,0.81 L0,0.5 L-0.59,0.81 L-0.47,0.15 L-0.95,-0.31 L-0.29,-0.4 Z"></path>`);
     svg.innerHTML = pts.join("");
     svg.dataset.count = r.points.length;
     svg.querySelectorAll("circle.point").forEach((el) => {
       el.onmouseenter = () => {
-        $("#proj-thumb").src = `/api/data/${el.dataset.index}.png`;
+        $("#proj-thumb").src = thumb(el.dataset.index);
         $("#proj-hover").textContent = `sample #${el.dataset.index} · ${el.dataset.name}`;
       };
     });
-    $("#proj-neighbors").innerHTML = r.neighbors.map((nb) => `<li><img src="/api/data/${nb.index}.png" alt="sample ${nb.index}" width="32"> #${nb.index} · ${nb.label}</li>`).join("");
+    $("#proj-neighbors").innerHTML = (r.neighbors || []).map((nb) => `<li><img src="/api/data/${nb.index}.png" alt="sample ${nb.index}" width="32"> #${nb.index} · ${nb.label}</li>`).join("");
     const s = r.separation;
     $("#proj-separation").textContent = s ? `5-NN accuracy ${(100 * s.knn).toFixed(0)} % in the layer, ${(100 * s.knn_2d).toFixed(0)} % in the map; neighbour purity ${(100 * s.purity).toFixed(0)} % / ${(100 * s.purity_2d).toFixed(0)} %` : "";
   });
@@ -270,6 +281,11 @@ async function start() {
   $("#method-select").onchange = loadAttribution;
   $("#target-input").onchange = loadAttribution;
   $("#proj-run").onclick = loadProjection;
+  const sampled = (info.scan ? info.scan.layers : []).filter((l) => l.sample);
+  const showScan = () => { $("#proj-scan-label").hidden = !sampled.some((l) => l.name === $("#proj-layer").value); };
+  $("#proj-layer").onchange = showScan;
+  if (sampled.length) { $("#proj-layer").value = sampled[sampled.length - 1].name; $("#proj-scan").checked = true; }
+  showScan();
   $("#attack-select").onchange = () => { loadFlip(); loadEps(); };
   $("#eps-slider").oninput = loadEps;
   window.addEventListener("hashchange", show);
