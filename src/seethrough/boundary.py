@@ -189,6 +189,7 @@ class Boundary:
 
 _SHAPES = {"image": "(N, C, H, W) in [0, 1]", "tabular": "(N, features) rows", "tokens": "(N, L) integer ids",
            "tensor": "(N, ...) floats"}
+SHAPES = _SHAPES  # what each kind of batch looks like, for one-line refusals elsewhere
 
 
 def infer_kind(x: object) -> str:

@@ -12,6 +12,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..boundary import SHAPES, Boundary, as_boundary, split_fields
+from ..hooks import require_hooks
 from ..inputs import check_images
 from .registry import METHODS, Method, register
 
@@ -41,13 +43,23 @@ def registered(method: str) -> Method:
     return METHODS[method]
 
 
-def attribute(model: nn.Module, x: torch.Tensor, method: str, target: Any = None, *, trust: bool = False,
+def attribute(model: nn.Module | Boundary, x: torch.Tensor, method: str, target: Any = None, *, trust: bool = False,
               **options: Any) -> Any:
     """Attribute the model's ``target`` score for each sample of ``x`` with ``method``.
 
-    Pixel-level methods return a tensor shaped like ``x``; region-level methods (CAM family,
-    occlusion, LIME, SHAP, RISE) return ``(N, 1, H, W)`` upsampled to ``x``'s size.
-    With ``trust=True`` the result is ``(map, badge)``: a :class:`seethrough.sanity.TrustBadge`
+    ``model`` is an ``nn.Module`` or a :class:`seethrough.Boundary`; the boundary fields
+    (``kind``, ``output``, ``extra``, ``feature_names``, ``background``, ``embedding``, ``pad_id``, …,
+    docs/boundary.md) may also be given as keywords. The input kind is inferred from ``x`` when not
+    given; a method that does not serve it refuses in one line naming the kinds it does
+    (``METHODS[name].kinds``), and a method that needs hooks refuses a TorchScript model.
+
+    Shapes: images as before — pixel-level methods return a tensor shaped like ``x``, region-level
+    methods (CAM family, occlusion, LIME, SHAP, RISE) ``(N, 1, H, W)`` upsampled to ``x``'s size;
+    tabular rows ``(N, features)``; tensors like ``x``; token ids ``(N, L)`` per-token scores (the sum
+    over the embedding dimension; ``reduce="none"`` gives the full ``(N, L, D)``). ``layer=`` returns
+    the attribution of each unit of that layer's output instead, ``unit=(layer, channel[, position])``
+    explains that unit's activation instead of a class score (docs/boundary.md).
+    With ``trust=True`` (image inputs) the result is ``(map, badge)``: a :class:`seethrough.sanity.TrustBadge`
     with the cheap checks (the map after randomising the top layer, deletion and insertion
     AUCs against a random ranking, a verdict).
 
@@ -56,14 +68,34 @@ def attribute(model: nn.Module, x: torch.Tensor, method: str, target: Any = None
     >>> x, y = see.zoo.digits("test")
     >>> see.attribute(model, x[:2], "saliency", target=y[:2]).shape
     torch.Size([2, 1, 32, 32])
+    >>> see.attribute(torch.nn.Embedding(5, 2), torch.zeros(1, 3, dtype=torch.long), "lrp")
+    Traceback (most recent call last):
+    ...
+    ValueError: lrp supports image, tabular, tensor inputs; this input is tokens ((N, L) integer ids)
     """
-    registered(method)
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    check_images(x, model=model)
+    spec = registered(method)
+    how, options = split_fields(options)
+    if not isinstance(model, (nn.Module, Boundary)):
+        raise TypeError(f"model must be a torch.nn.Module or a seethrough Boundary, got {type(model).__name__}")
+    b = as_boundary(model, x, **how)
+    if b.kind not in spec.kinds:
+        raise ValueError(f"{method} supports {', '.join(spec.kinds)} inputs; this input is {b.kind} "
+                         f"({SHAPES[b.kind]})")
+    if b.kind == "image":
+        check_images(x, model=b.model)  # today's image rules, unchanged
+    else:
+        b.check(x)
+    if spec.needs_hooks or options.get("layer") is not None or options.get("unit") is not None:
+        require_hooks(b.model, method if spec.needs_hooks else f"{method} with layer=/unit=")
+    # Image users and image-only methods keep the plain module; everything else reads the boundary.
+    plain = b.kind == "image" and isinstance(model, nn.Module) and not {k for k, v in how.items() if v is not None} - {"kind"}
+    arg = model if plain else b
     if trust:
+        if b.kind != "image":
+            raise ValueError(f"trust=True (the trust badge: top-layer randomisation, deletion and insertion over pixels) "
+                             f"is defined for image inputs; this input is {b.kind} — call without trust=True")
         from ..sanity.badge import trust_badge
 
-        a = METHODS[method].fn(model, x, target, **options)
-        return a, trust_badge(model, x, method, target, a, **options)
-    return METHODS[method].fn(model, x, target, **options)
+        a = spec.fn(arg, x, target, **options)
+        return a, trust_badge(arg, x, method, target, a, **options)
+    return spec.fn(arg, x, target, **options)

@@ -1,8 +1,14 @@
 """Gradient methods: saliency, gradient × input, sensitivity, SmoothGrad (+ squared, VarGrad),
-integrated gradients.
+integrated gradients — on every input kind of the boundary, at the input or at any layer.
 
-Every pass is a forward plus ``torch.autograd.grad`` with respect to the input only; the many
-noisy or interpolated copies of SmoothGrad and integrated gradients run through
+Every pass is a forward plus ``torch.autograd.grad`` with respect to one point of the attribution
+space only (:mod:`.where`: the input; the token embeddings for token ids; ``layer=``'s output); the
+score is a class, a callable, or ``unit=``'s activation. What each gives with ``layer=``:
+``saliency`` the layer gradient, ``grad-x-input`` layer gradient × activation (Captum's
+``LayerGradientXActivation``), ``integrated-gradients`` layer integrated gradients (Captum's
+``LayerIntegratedGradients``: the path runs in the layer's output space), ``conductance`` (its own
+entry, :mod:`.conductance`) the path in input space read at the layer. The many noisy or
+interpolated copies of SmoothGrad and integrated gradients run through
 :func:`seethrough.batching.run_batched` and are accumulated as they arrive, so memory stays
 bounded by one batch. Those many passes run on a channels-last copy of a conv model
 (:func:`seethrough.attribution.masking.channels_last_copy`; forward + input gradient measured
@@ -17,24 +23,41 @@ import torch
 from torch import nn
 
 from ..batching import bytes_per_item, model_key, run_batched
+from ..boundary import KINDS  # every gradient method serves every kind
 from ..hooks import hooks
-from ..outputs import rows
-from ..targets import method_score, target_indices, target_scores
-from .common import (check_nonneg_float, check_positive_int, input_gradient, make_baseline, reject_unknown,
-                     resolve_target)
+from ..targets import method_score
+from .common import check_positive_int, reject_unknown
 from .masking import channels_last_copy
 from .registry import register
+from .where import (Where, baseline_values, finish, noise_scale, resolve, scores_and_gradient, scores_at, values_of,
+                    where)
 
 __all__ = ["saliency", "grad_x_input", "sensitivity", "smoothgrad", "integrated_gradients", "IGResult", "ig_weights"]
 
+_WHERE = ("layer", "unit", "reduce")  # where the attribution is taken (.where), accepted by every gradient method
 
-@register("saliency", family="gradient", paper="Simonyan, Vedaldi & Zisserman, 2014")
+
+def _gradient(model, x, target, score, layer, unit, method) -> tuple[Where, torch.Tensor, torch.Tensor]:
+    """``(where, v, ∂score/∂v)`` at the point ``v`` of the space that ``x`` maps to."""
+    w = where(model, x, layer, unit, method)
+    score = method_score(score, target, "logit")
+    with hooks(w.b.model):
+        idx = resolve(w, x, target)
+        v = values_of(w, x)
+        g, _ = scores_and_gradient(w, v, x, target, idx, score)
+    return w, v, g
+
+
+@register("saliency", family="gradient", paper="Simonyan, Vedaldi & Zisserman, 2014", kinds=KINDS)
 def saliency(model: nn.Module, x: torch.Tensor, target: Any = None, *, abs: bool = True,
-             score: str | None = None) -> torch.Tensor:
+             score: str | None = None, layer: str | None = None, unit: Any = None,
+             reduce: str | None = None) -> torch.Tensor:
     """∂score/∂x, by default its absolute value (``abs=False`` keeps the sign).
 
     ``score``: how a class target is read, ``"logit"`` (default), ``"probability"`` or
     ``"log-probability"`` (:data:`seethrough.targets.SCORES`); the same option on every method.
+    ``layer=``: the gradient at that layer's output; ``unit=``: explain that unit's activation;
+    token ids: the per-token sum over the embedding dimension (``reduce="none"``: ``(N, L, D)``).
 
     Shaped like ``x``; :func:`seethrough.render.overlay` reduces the channels for display.
 
@@ -44,14 +67,17 @@ def saliency(model: nn.Module, x: torch.Tensor, target: Any = None, *, abs: bool
     >>> saliency(net, torch.ones(1, 1, 2, 2), target=0, abs=False).flatten().tolist()
     [1.0, -2.0, 3.0, -4.0]
     """
-    with hooks(model):
-        g, _ = input_gradient(model, x, target, score=method_score(score, target, "logit"))
-    return g.abs() if abs else g
+    w, _, g = _gradient(model, x, target, score, layer, unit, "saliency")
+    return finish(w, x, g.abs() if abs else g, reduce)
 
 
-@register("grad-x-input", family="gradient", paper="Shrikumar et al., 2016")
-def grad_x_input(model: nn.Module, x: torch.Tensor, target: Any = None, *, score: str | None = None) -> torch.Tensor:
-    """Gradient × input: each pixel's first-order contribution to the score (default: the logit).
+@register("grad-x-input", family="gradient", paper="Shrikumar et al., 2016", kinds=KINDS)
+def grad_x_input(model: nn.Module, x: torch.Tensor, target: Any = None, *, score: str | None = None,
+                 layer: str | None = None, unit: Any = None, reduce: str | None = None) -> torch.Tensor:
+    """Gradient × input: each feature's first-order contribution to the score (default: the logit).
+
+    With ``layer=``: layer gradient × activation (Captum's ``LayerGradientXActivation``); token ids:
+    gradient × embedding summed over the embedding dimension per token.
 
     >>> net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(2, 1, bias=False))
     >>> with torch.no_grad():
@@ -59,13 +85,13 @@ def grad_x_input(model: nn.Module, x: torch.Tensor, target: Any = None, *, score
     >>> grad_x_input(net, torch.tensor([[[[1.0, 2.0]]]]), target=0).flatten().tolist()
     [3.0, 6.0]
     """
-    with hooks(model):
-        g, _ = input_gradient(model, x, target, score=method_score(score, target, "logit"))
-    return g * x
+    w, v, g = _gradient(model, x, target, score, layer, unit, "grad-x-input")
+    return finish(w, x, g * v, reduce)
 
 
-@register("sensitivity", family="gradient", paper="Baehrens et al., 2010; Montavon, Samek & Müller, 2018")
-def sensitivity(model: nn.Module, x: torch.Tensor, target: Any = None, *, score: str | None = None) -> torch.Tensor:
+@register("sensitivity", family="gradient", paper="Baehrens et al., 2010; Montavon, Samek & Müller, 2018", kinds=KINDS)
+def sensitivity(model: nn.Module, x: torch.Tensor, target: Any = None, *, score: str | None = None,
+                layer: str | None = None, unit: Any = None, reduce: str | None = None) -> torch.Tensor:
     """Squared gradient (sensitivity analysis): its sum over pixels is ‖∇f(x)‖² (f: the logit by default).
 
     >>> net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(2, 1, bias=False))
@@ -74,9 +100,14 @@ def sensitivity(model: nn.Module, x: torch.Tensor, target: Any = None, *, score:
     >>> sensitivity(net, torch.zeros(1, 1, 1, 2), target=0).sum().item()
     25.0
     """
-    with hooks(model):
-        g, _ = input_gradient(model, x, target, score=method_score(score, target, "logit"))
-    return g * g
+    w, _, g = _gradient(model, x, target, score, layer, unit, "sensitivity")
+    return finish(w, x, g * g, reduce)
+
+
+def _fast(w: Where, x: torch.Tensor) -> Where:
+    """The same place on a channels-last copy of a conv model for many image passes (else the model itself)."""
+    net, _ = channels_last_copy(w.b.model, x)  # copied inside hooks(): eval mode, parameters frozen
+    return w if net is w.b.model else w.on(net)
 
 
 # ----------------------------------------------------------------------------------- SmoothGrad
@@ -88,9 +119,16 @@ SG_ABS = (False, True, "mean-of-abs", "abs-of-mean")
 
 def smoothgrad(model: nn.Module, x: torch.Tensor, target: Any = None, *, kind: str = "smoothgrad",
                n_samples: int = 50, noise: float = 0.15, seed: int = 0, abs: bool | str = False,
-               score: str | None = None, batch_size: int | str = "auto", progress: bool = True) -> torch.Tensor:
+               score: str | None = None, batch_size: int | str = "auto", progress: bool = True,
+               layer: str | None = None, unit: Any = None, reduce: str | None = None) -> torch.Tensor:
     """Gradients averaged over noisy copies ``x + N(0, σ²)``, σ = ``noise`` × (x.max − x.min)
     per sample.
+
+    The noise is relative to the scale of the values it is added to (:func:`.where.noise_scale`):
+    an image's range as before; for tabular rows each feature's own scale (the background's standard
+    deviation, else the width of ``ranges``; the row's range when the boundary has neither); for token
+    ids the range of the sample's embedding values (the noise is added in the embedding space); with
+    ``layer=`` the range of the sample's activations there.
 
     ``kind``: ``"smoothgrad"`` (mean gradient), ``"smoothgrad-sq"`` (mean squared gradient) or
     ``"vargrad"`` (variance of the gradients). ``abs`` says where an absolute value goes:
@@ -117,37 +155,36 @@ def smoothgrad(model: nn.Module, x: torch.Tensor, target: Any = None, *, kind: s
     s = check_positive_int("n_samples", n_samples)
     if kind == "vargrad" and s < 2:
         raise ValueError("vargrad needs n_samples >= 2 to estimate a variance")
-    check_nonneg_float("noise", noise)
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise ValueError(f"seed must be an int, got {seed!r}")
     score = method_score(score, target, "logit")
     inner = abs is True or abs == "mean-of-abs"
+    w = where(model, x, layer, unit, kind)
     n = x.shape[0]
-    span = (x.detach().flatten(1).amax(1) - x.detach().flatten(1).amin(1)).view(n, *([1] * (x.dim() - 1)))
-    sigma = noise * span
-    gen = torch.Generator(device=x.device).manual_seed(seed)
-    eps = torch.randn((s, *x.shape[1:]), generator=gen, device=x.device, dtype=x.dtype)
-    total = torch.zeros_like(x)
-    total_sq = torch.zeros_like(x)
-
-    with hooks(model):
-        idx = resolve_target(model, x, target)
-        net, _ = channels_last_copy(model, x)  # copied inside hooks(): eval mode, parameters frozen
+    with hooks(w.b.model):
+        idx = resolve(w, x, target)
+        v = values_of(w, x)
+        sigma = noise_scale(w, v, noise)
+        gen = torch.Generator(device=v.device).manual_seed(seed)
+        eps = torch.randn((s, *v.shape[1:]), generator=gen, device=v.device, dtype=v.dtype)
+        total = torch.zeros_like(v)
+        total_sq = torch.zeros_like(v)
+        fast = _fast(w, x)
 
         def noisy_grads(start: int, stop: int) -> torch.Tensor:
-            item = torch.arange(start, stop, device=x.device)
+            item = torch.arange(start, stop, device=v.device)
             img, draw = item // s, item % s
-            xs = x[img] + sigma[img] * eps[draw]
-            g, _ = input_gradient(net, xs, target, None if idx is None else idx[img], score)
+            vs = v[img] + (sigma if sigma.shape[0] == 1 else sigma[img]) * eps[draw]
+            g, _ = scores_and_gradient(fast, vs, x[img], target, None if idx is None else idx[img], score, rows=img)
             return g.abs() if inner else g
 
         def accumulate(start: int, stop: int, g: torch.Tensor) -> None:
-            img = torch.arange(start, stop, device=x.device) // s
+            img = torch.arange(start, stop, device=v.device) // s
             total.index_add_(0, img, g)
             total_sq.index_add_(0, img, g * g)
 
-        run_batched(noisy_grads, n * s, batch_size=batch_size, item_bytes=bytes_per_item(x, "grad"),
-                    key=model_key(model, x, "grad"), progress=progress, desc=kind, on_batch=accumulate)
+        run_batched(noisy_grads, n * s, batch_size=batch_size, item_bytes=bytes_per_item(v, "grad"),
+                    key=model_key(w.b.model, v, "grad"), progress=progress, desc=kind, on_batch=accumulate)
     mean = total / s
     if kind == "smoothgrad":
         out = mean
@@ -155,25 +192,25 @@ def smoothgrad(model: nn.Module, x: torch.Tensor, target: Any = None, *, kind: s
         out = total_sq / s
     else:
         out = (total_sq / s - mean * mean).clamp_min(0)  # population variance, as Captum's NoiseTunnel
-    return out.abs() if abs == "abs-of-mean" else out
+    return finish(w, x, out.abs() if abs == "abs-of-mean" else out, reduce)
 
 
-_SG_OPTIONS = ("n_samples", "noise", "seed", "abs", "score", "batch_size", "progress")
+_SG_OPTIONS = ("n_samples", "noise", "seed", "abs", "score", "batch_size", "progress", *_WHERE)
 
 
-@register("smoothgrad", family="gradient", paper="Smilkov et al., 2017")
+@register("smoothgrad", family="gradient", paper="Smilkov et al., 2017", kinds=KINDS)
 def _smoothgrad(model, x, target=None, **options):
     reject_unknown("smoothgrad", options, _SG_OPTIONS)
     return smoothgrad(model, x, target, kind="smoothgrad", **options)
 
 
-@register("smoothgrad-sq", family="gradient", paper="Hooker et al., 2019")
+@register("smoothgrad-sq", family="gradient", paper="Hooker et al., 2019", kinds=KINDS)
 def _smoothgrad_sq(model, x, target=None, **options):
     reject_unknown("smoothgrad-sq", options, _SG_OPTIONS)
     return smoothgrad(model, x, target, kind="smoothgrad-sq", **options)
 
 
-@register("vargrad", family="gradient", paper="Adebayo et al., 2018")
+@register("vargrad", family="gradient", paper="Adebayo et al., 2018", kinds=KINDS)
 def _vargrad(model, x, target=None, **options):
     reject_unknown("vargrad", options, _SG_OPTIONS)
     return smoothgrad(model, x, target, kind="vargrad", **options)
@@ -221,7 +258,7 @@ class IGResult:
     as ``steps`` grows; a gap that is large relative to ``f(x) − f(baseline)`` means more steps.
     """
 
-    attribution: torch.Tensor  # (N, C, H, W)
+    attribution: torch.Tensor  # shaped like x; (N, L) per token for token ids; the layer's shape with layer=
     gap: torch.Tensor  # (N,)
     score: torch.Tensor  # f(x), (N,)
     baseline_score: torch.Tensor  # f(baseline), (N,)
@@ -232,13 +269,23 @@ class IGResult:
         return self.gap.abs() / (self.score - self.baseline_score).abs().clamp_min(1e-12)
 
 
-def integrated_gradients(model: nn.Module, x: torch.Tensor, target: Any = None, *, baseline: Any = "zeros",
+def integrated_gradients(model: nn.Module, x: torch.Tensor, target: Any = None, *, baseline: Any = None,
                          steps: int = 50, rule: str = "gauss-legendre", blur_sigma: float | None = None,
-                         score: str | None = None, batch_size: int | str = "auto", progress: bool = True) -> IGResult:
+                         score: str | None = None, batch_size: int | str = "auto", progress: bool = True,
+                         layer: str | None = None, unit: Any = None, reduce: str | None = None) -> IGResult:
     """(x − x̄) ⊙ ∫₀¹ ∇f(x̄ + α(x − x̄)) dα, with the completeness gap.
 
-    ``baseline``: ``"zeros"``/``"black"``, ``"blur"``, a number or a tensor; ``steps`` quadrature
-    points by ``rule`` (see :data:`IG_RULES`; the default Gauss–Legendre was kept by measurement:
+    ``baseline``: images ``"zeros"``/``"black"`` (default), ``"blur"``, a number or a tensor; tabular
+    rows also ``"background"`` (the background's mean row, the default when the boundary has one); token
+    ids ``"pad"`` (every token's embedding replaced by ``pad_id``'s, the default when the boundary has a
+    pad id), ``"mask"``, ``"zeros"`` (zero embeddings, the default otherwise) or baseline ids
+    (:func:`.where.baseline_values`). Token ids are integrated in the embedding space: the attribution
+    is ``(N, L)`` per-token sums over the embedding dimension (``reduce="none"``: the full
+    ``(N, L, D)``), and the gap is Σ over all of it. ``layer=``: layer integrated gradients (the path
+    between the layer's outputs for the baseline and for ``x``); ``unit=``: the unit's activation is the
+    integrated score (Captum's ``NeuronIntegratedGradients``).
+
+    ``steps`` quadrature points by ``rule`` (see :data:`IG_RULES`; the default Gauss–Legendre was kept by measurement:
     on ReLU networks no rule is better everywhere, ``benchmarks/ig_quadrature.py``). Steps: check
     ``relative_gap``; on EfficientNet-Lite0 (chelsea, 224×224, black baseline) 32 steps leave
     8.1 % of f(x) − f(baseline) unexplained and 64 steps 0.3 % (tests/test_ig_quadrature.py), so
@@ -251,40 +298,50 @@ def integrated_gradients(model: nn.Module, x: torch.Tensor, target: Any = None, 
     >>> bool(res.relative_gap.max() < 1e-4)
     True
     """
-    alphas, weights = ig_weights(steps, rule, dtype=x.dtype)
-    alphas, weights = alphas.to(x.device), weights.to(x.device)
     score = method_score(score, target, "logit")
-    base = make_baseline(x, baseline, blur_sigma)
+    w = where(model, x, layer, unit, "integrated gradients")
     n, s = x.shape[0], steps
-    diff = x.detach() - base
-    total = torch.zeros_like(x)
-    with hooks(model):
-        with torch.no_grad():
-            out = model(torch.cat([x.detach(), base]))
-        idx = None if callable(target) and not isinstance(target, torch.Tensor) else target_indices(rows(out, n), target)
-        ends = target_scores(out, target, None if idx is None else idx.repeat(2), score)
-        net, _ = channels_last_copy(model, x)
+    with hooks(w.b.model):
+        idx = resolve(w, x, target)
+        v = values_of(w, x)
+        base = baseline_values(w, x, baseline, blur_sigma)
+        alphas, weights = ig_weights(steps, rule, dtype=v.dtype)
+        alphas, weights = alphas.to(v.device), weights.to(v.device)
+        diff = v - base
+        total = torch.zeros_like(v)
+        both = torch.arange(n, device=x.device).repeat(2)
+        ends = scores_at(w, torch.cat([v, base]), x[both], target, None if idx is None else idx[both], score, both)
+        fast = _fast(w, x)
+        ones = [1] * (v.dim() - 1)
 
         def path_grads(start: int, stop: int) -> torch.Tensor:
-            item = torch.arange(start, stop, device=x.device)
+            item = torch.arange(start, stop, device=v.device)
             img, step = item // s, item % s
-            xs = base[img] + alphas[step].view(-1, *([1] * (x.dim() - 1))) * diff[img]
-            g, _ = input_gradient(net, xs, target, None if idx is None else idx[img], score)
-            return g * weights[step].view(-1, *([1] * (x.dim() - 1)))
+            vs = base[img] + alphas[step].view(-1, *ones) * diff[img]
+            g, _ = scores_and_gradient(fast, vs, x[img], target, None if idx is None else idx[img], score, rows=img)
+            return g * weights[step].view(-1, *ones)
 
         def accumulate(start: int, stop: int, g: torch.Tensor) -> None:
-            total.index_add_(0, torch.arange(start, stop, device=x.device) // s, g)
+            total.index_add_(0, torch.arange(start, stop, device=v.device) // s, g)
 
-        run_batched(path_grads, n * s, batch_size=batch_size, item_bytes=bytes_per_item(x, "grad"),
-                    key=model_key(model, x, "grad"), progress=progress, desc="integrated gradients", on_batch=accumulate)
-    attribution = diff * total
+        run_batched(path_grads, n * s, batch_size=batch_size, item_bytes=bytes_per_item(v, "grad"),
+                    key=model_key(w.b.model, v, "grad"), progress=progress, desc="integrated gradients", on_batch=accumulate)
+    full = diff * total
     score, baseline_score = ends[:n], ends[n:]
-    gap = attribution.flatten(1).sum(1) - (score - baseline_score)
-    return IGResult(attribution, gap, score, baseline_score)
+    gap = full.flatten(1).sum(1) - (score - baseline_score)
+    return IGResult(finish(w, x, full, reduce), gap, score, baseline_score)
 
 
-@register("integrated-gradients", family="gradient", paper="Sundararajan, Taly & Yan, 2017")
+@register("integrated-gradients", family="gradient", paper="Sundararajan, Taly & Yan, 2017", kinds=KINDS)
 def _integrated_gradients(model, x, target=None, **options):
+    """The attribution of :func:`integrated_gradients`; ``conductance=True`` with ``layer=`` gives layer
+    conductance instead (:func:`seethrough.attribution.conductance.conductance`: the path in input space)."""
+    if options.pop("conductance", False):
+        reject_unknown("integrated-gradients with conductance=True", options,
+                       ("layer", "baseline", "steps", "rule", "blur_sigma", "score", "reduce"))
+        from .conductance import conductance
+
+        return conductance(model, x, target, **options)
     reject_unknown("integrated-gradients", options, ("baseline", "steps", "rule", "blur_sigma", "score", "batch_size",
-                                                    "progress"))
+                                                    "progress", "conductance", *_WHERE))
     return integrated_gradients(model, x, target, **options).attribution

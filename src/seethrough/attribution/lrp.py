@@ -34,6 +34,7 @@ import torch
 from torch import nn
 from torch.nn.utils.stateless import _reparametrize_module
 
+from ..boundary import Boundary
 from ..hooks import hooks
 from ..layers import resolve_layer
 from ..outputs import class_output
@@ -224,7 +225,7 @@ def lrp_relevances(model: nn.Module, x: torch.Tensor, target: Any = None, *, com
     return attribution.detach(), sums
 
 
-@register("lrp", family="relevance", paper="Bach et al., 2015; Montavon et al., 2019")
+@register("lrp", family="relevance", paper="Bach et al., 2015; Montavon et al., 2019", kinds=("image", "tabular", "tensor"))
 def lrp(model: nn.Module, x: torch.Tensor, target: Any = None, **options: Any) -> torch.Tensor:
     """Layer-wise relevance propagation; options ``composite`` (default ``"epsilon-plus-flat"``:
     ε for linear layers, z⁺ for convolutions, flat for the first layer), ``rules`` (overrides
@@ -242,4 +243,15 @@ def lrp(model: nn.Module, x: torch.Tensor, target: Any = None, **options: Any) -
     True
     """
     reject_unknown("lrp", options, ("composite", "rules", "epsilon", "gamma", "canonize", "score"))
-    return lrp_relevances(model, x, target, **options)[0]
+    return lrp_relevances(_plain_model(model), x, target, **options)[0]
+
+
+def _plain_model(model: nn.Module | Boundary) -> nn.Module:
+    """The module LRP runs as ``model(x)``: tabular rows and tensors go through any stack of Linear, conv and
+    activation layers; extra forward arguments and output selectors are refused in one line."""
+    if not isinstance(model, Boundary):
+        return model
+    if model.extra or model.static or model.output is not None:
+        raise ValueError("lrp runs the model as model(x) on a plain (N, classes) output: extra forward arguments and "
+                         "output selectors are not supported by it; use deeplift or integrated-gradients")
+    return model.model

@@ -18,17 +18,19 @@ from __future__ import annotations
 
 import sys
 import warnings
+from dataclasses import replace
 from typing import Any
 
 import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
+from ..boundary import KINDS
 from ..hooks import hooks
-from ..outputs import detach, rows
-from ..targets import method_score, target_indices, target_scores
-from .common import make_baseline, reject_unknown
+from ..targets import method_score
+from .common import reject_unknown
 from .registry import register
+from .where import baseline_values, finish, resolve, scores_and_gradient, values_of, where
 
 __all__ = ["ACTIVATIONS", "deconvnet_rule", "guided_rule", "deeplift_rules", "deconvnet", "guided_backprop", "deeplift",
            "local_vjp"]
@@ -36,7 +38,7 @@ __all__ = ["ACTIVATIONS", "deconvnet_rule", "guided_rule", "deeplift_rules", "de
 # Element-wise units the rules apply to (a module instance may be called any number of times).
 ACTIVATIONS: tuple[type[nn.Module], ...] = (
     nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.RReLU, nn.ELU, nn.CELU, nn.SELU, nn.GELU, nn.SiLU,
-    nn.Hardtanh, nn.Hardswish, nn.Mish, nn.Softplus,
+    nn.Hardtanh, nn.Hardswish, nn.Mish, nn.Softplus, nn.Tanh, nn.Sigmoid,
 )
 
 _FUNCTIONAL_UNITS = {
@@ -128,24 +130,27 @@ def warn_functional(method: str, count: int) -> None:
         )
 
 
-def _rule_gradient(method: str, model: nn.Module, x: torch.Tensor, target: Any, rule, score: str | None) -> torch.Tensor:
+def _rule_gradient(method: str, model: nn.Module, x: torch.Tensor, target: Any, rule, score: str | None,
+                   layer: str | None = None, unit: Any = None, reduce: str | None = None) -> torch.Tensor:
+    w = where(model, x, layer, unit, method)
     score = method_score(score, target, "logit")
-    with hooks(model, rules={ACTIVATIONS: rule}):
-        counter = CountFunctional()
-        with torch.enable_grad():
-            xg = x.detach().requires_grad_(True)
-            # The backward runs outside the counter: rules call the unit's forward again.
-            with counter:
-                out = model(xg)
-            (g,) = torch.autograd.grad(target_scores(out, target, score=score).sum(), xg, allow_unused=True)
+    counter = CountFunctional()
+    with hooks(w.b.model):
+        idx = resolve(w, x, target)
+        v = values_of(w, x)
+        # The backward runs outside the counter: rules call the unit's forward again.
+        g, _ = scores_and_gradient(w, v, x, target, idx, score, rules={ACTIVATIONS: rule}, counter=counter)
     warn_functional(method, counter.count)
-    return torch.zeros_like(x) if g is None else g
+    return finish(w, x, g, reduce)
 
 
-@register("deconvnet", family="rule", paper="Zeiler & Fergus, 2014")
-def deconvnet(model: nn.Module, x: torch.Tensor, target: Any = None, *, score: str | None = None) -> torch.Tensor:
+@register("deconvnet", family="rule", paper="Zeiler & Fergus, 2014", kinds=KINDS)
+def deconvnet(model: nn.Module, x: torch.Tensor, target: Any = None, *, score: str | None = None,
+              layer: str | None = None, unit: Any = None, reduce: str | None = None) -> torch.Tensor:
     """The input "gradient" with every activation's backward replaced by ``1{g>0}·g``; ``score``
-    the logit (default), ``"probability"`` or ``"log-probability"``.
+    the logit (default), ``"probability"`` or ``"log-probability"``. ``unit=(layer, channel[, position])``
+    projects that unit's activation back (Zeiler & Fergus's visualisation of a feature);
+    ``layer=`` stops at that layer's output.
 
     >>> net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(2, 2, bias=False), torch.nn.ReLU(),
     ...                           torch.nn.Linear(2, 1, bias=False))
@@ -154,13 +159,15 @@ def deconvnet(model: nn.Module, x: torch.Tensor, target: Any = None, *, score: s
     >>> deconvnet(net, torch.tensor([[[[-1.0, 2.0]]]]), 0).flatten().tolist()  # the mask 1{s>0} is ignored
     [1.0, 0.0]
     """
-    return _rule_gradient("deconvnet", model, x, target, deconvnet_rule, score)
+    return _rule_gradient("deconvnet", model, x, target, deconvnet_rule, score, layer, unit, reduce)
 
 
-@register("guided-backprop", family="rule", paper="Springenberg et al., 2015")
-def guided_backprop(model: nn.Module, x: torch.Tensor, target: Any = None, *, score: str | None = None) -> torch.Tensor:
+@register("guided-backprop", family="rule", paper="Springenberg et al., 2015", kinds=KINDS)
+def guided_backprop(model: nn.Module, x: torch.Tensor, target: Any = None, *, score: str | None = None,
+                    layer: str | None = None, unit: Any = None, reduce: str | None = None) -> torch.Tensor:
     """The input "gradient" with every activation's backward replaced by ``f'(s)·1{g>0}·g``;
-    ``score`` the logit (default), ``"probability"`` or ``"log-probability"``.
+    ``score`` the logit (default), ``"probability"`` or ``"log-probability"``. ``unit=`` explains an
+    internal unit (Captum's ``NeuronGuidedBackprop``), ``layer=`` stops at that layer's output.
 
     >>> net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(2, 2, bias=False), torch.nn.ReLU(),
     ...                           torch.nn.Linear(2, 1, bias=False))
@@ -169,7 +176,7 @@ def guided_backprop(model: nn.Module, x: torch.Tensor, target: Any = None, *, sc
     >>> guided_backprop(net, torch.tensor([[[[-1.0, 2.0]]]]), 0).flatten().tolist()
     [0.0, 0.0]
     """
-    return _rule_gradient("guided-backprop", model, x, target, guided_rule, score)
+    return _rule_gradient("guided-backprop", model, x, target, guided_rule, score, layer, unit, reduce)
 
 
 # ------------------------------------------------------------------------------------ DeepLIFT
@@ -208,16 +215,20 @@ def deeplift_rules(eps: float = 1e-10) -> dict:
     return {ACTIVATIONS: _rescale_rule(eps), _POOLS: _maxpool_rule(eps)}
 
 
-@register("deeplift", family="relevance", paper="Shrikumar, Greenside & Kundaje, 2017")
+@register("deeplift", family="relevance", paper="Shrikumar, Greenside & Kundaje, 2017", kinds=("image", "tabular", "tensor"))
 def deeplift(model: nn.Module, x: torch.Tensor, target: Any = None, **options: Any) -> torch.Tensor:
     """DeepLIFT with the rescale rule: contributions that sum to ``f(x) − f(reference)``.
 
     ``baseline`` (the reference): ``"zeros"``/``"black"`` (default), ``"blur"``, a number or a
-    tensor. Linear layers, BatchNorm in eval mode and residual additions need no rule; every
-    activation module and max-pool gets the rescale rule. Summation-to-delta is exact when all
+    tensor; tabular rows also ``"background"`` (the background's mean row, the default when the
+    boundary has one). Linear layers, BatchNorm in eval mode and residual additions need no rule; every
+    activation module and max-pool gets the rescale rule, so any stack of Linear (or conv) and activation
+    layers — an MLP on tabular rows — is served. Summation-to-delta is exact when all
     non-linearities are modules (functional ones are reported in a warning). ``score``: the logit
     (default; summation-to-delta holds for it), ``"probability"`` or ``"log-probability"`` (the
     softmax is not a module, so it passes its plain gradient and the sum is only first-order).
+    ``layer=``: the contributions of that layer's units, ``(a(x) − a(x̄)) ⊙ m`` (they sum to the same
+    delta); ``unit=``: the unit's activation is the score explained.
 
     >>> net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3), torch.nn.ReLU(), torch.nn.Linear(3, 2))
     >>> x = torch.rand(2, 1, 2, 2)
@@ -225,21 +236,19 @@ def deeplift(model: nn.Module, x: torch.Tensor, target: Any = None, **options: A
     >>> torch.allclose(a.flatten(1).sum(1), net(x)[:, 1] - net(torch.zeros_like(x))[:, 1], atol=1e-5)
     True
     """
-    reject_unknown("deeplift", options, ("baseline", "blur_sigma", "eps", "score"))
+    reject_unknown("deeplift", options, ("baseline", "blur_sigma", "eps", "score", "layer", "unit"))
     score = method_score(options.get("score"), target, "logit")
-    base = make_baseline(x, options.get("baseline", "zeros"), options.get("blur_sigma"))
+    w = where(model, x, options.get("layer"), options.get("unit"), "deeplift")
     eps = float(options.get("eps", 1e-10))
     n = x.shape[0]
-    with hooks(model, rules=deeplift_rules(eps)):
-        counter = CountFunctional()
-        with torch.enable_grad():
-            both = torch.cat([x.detach(), base]).requires_grad_(True)
-            with counter:
-                out = model(both)
-            idx = None if callable(target) and not isinstance(target, torch.Tensor) else target_indices(detach(rows(out, n)), target)
-            scores = target_scores(rows(out, n), target, idx, score)
-            (g,) = torch.autograd.grad(scores.sum(), both, allow_unused=True)
-    g = torch.zeros_like(both) if g is None else g
+    counter = CountFunctional()
+    with hooks(w.b.model):
+        idx = resolve(w, x, target)
+        base = baseline_values(replace(w, layer=None), x, options.get("baseline"), options.get("blur_sigma"))
+        both = torch.cat([x.detach(), base])
+        rows = torch.arange(n, device=x.device).repeat(2)
+        v = values_of(w, both, rows)
+        g, _ = scores_and_gradient(w, v, both, target, None if idx is None else idx[rows], score, rows,
+                                   rules=deeplift_rules(eps), counter=counter, seed_rows=n)
     warn_functional("deeplift", counter.count)
-    return (x - base) * g[:n]
-
+    return (v[:n] - v[n:]) * g[:n]
