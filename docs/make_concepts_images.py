@@ -14,18 +14,27 @@ def save(fig, name: str) -> None:
     print("wrote", OUT / f"concepts-{name}.png")
 
 
+def tcav_images(x: torch.Tensor, xt: torch.Tensor, yt: torch.Tensor) -> None:
+    """TCAV: the planted twin uses the striped patch for its 7s, the plain model does not. The random sets
+    are digits carrying a control patch, as in the report and tests/test_concepts_planted.py."""
+    from seethrough.zoo.planted import controls
+
+    concept = see.concepts.stamp(x[:100], "stripes", seed=1)
+    pool = see.concepts.stamp_mixed(x[200:], controls("stripes"), seed=7)
+    for name, kw in (("tcav-planted", {"planted": "stripes:7"}), ("tcav-plain", {})):
+        model, _ = see.zoo.load("lenet-digits", **kw)
+        r = see.concepts.tcav(model, ["pool1", "pool2", "relu3"], concept, xt[yt == 7], 7, random_sets=10,
+                              random_x=pool, concept="stripes")
+        save(see.render.tcav_plot(r, title=f"'stripes' for class 7, {'planted twin' if kw else 'plain lenet-digits'}"), name)
+        print(name, r.summary())
+
+
 def main() -> None:
     OUT.mkdir(exist_ok=True)
     x, y = see.zoo.digits("train")
     xt, yt = see.zoo.digits("test")
 
-    # TCAV: the planted twin uses the striped patch for its 7s, the plain model does not.
-    concept = see.concepts.stamp(x[:100], "stripes", seed=1)
-    for name, kw in (("tcav-planted", {"planted": "stripes:7"}), ("tcav-plain", {})):
-        model, _ = see.zoo.load("lenet-digits", **kw)
-        r = see.concepts.tcav(model, ["pool1", "pool2", "relu3"], concept, xt[yt == 7], 7, random_sets=10,
-                              random_x=x[200:], concept="stripes")
-        save(see.render.tcav_plot(r, title=f"'stripes' for class 7, {'planted twin' if kw else 'plain lenet-digits'}"), name)
+    tcav_images(x, xt, yt)
 
     # Influence on logreg-digits: a misclassified digit, its helpful and harmful training digits, the LOO check.
     model, _ = see.zoo.load("logreg-digits")

@@ -16,6 +16,7 @@ from torch import nn
 
 import seethrough as see
 from seethrough.attribution.common import resolve_target
+from seethrough.distill import soft_vs_hard
 from seethrough.testing import untouched
 
 # A random tiny net gives constant maps and chance-level CAVs, and says so; the values are not the point here.
@@ -125,6 +126,9 @@ def _entries() -> dict:
         "transfer": lambda m, x: see.transfer(see.attack(trained(5), x, "fgsm", progress=False), m),
         "robust_accuracy": lambda m, x: see.robust_accuracy(m, x, torch.tensor([0, 1]), [0.0, 8.0], steps=2),
         "adversarial_training": lambda m, x: see.adversarial_training(m, x, torch.tensor([0, 1]), steps=1, epochs=1),
+        "distill": lambda m, x: see.distill(m, x.repeat(2, 1, 1, 1), depth=1, queries=2),
+        "distill:soft_vs_hard": lambda m, x: soft_vs_hard(m, (x.repeat(2, 1, 1, 1), torch.tensor([0, 1, 0, 1])), depth=1,
+                                                          epochs=1),
         "tcav": lambda m, x: see.concepts.tcav(m, "relu2", torch.rand(4, 3, SIDE, SIDE), x.repeat(2, 1, 1, 1), 1,
                                                random_sets=2, random_x=torch.rand(8, 3, SIDE, SIDE)),
     })

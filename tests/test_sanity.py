@@ -252,18 +252,26 @@ def test_cli_faithfulness_and_explain_trust(tmp_path):
 
 
 def test_trust_badge_numbers_are_the_checks_they_name_and_the_model_stays_untouched(lenet):
-    from seethrough.sanity.badge import BADGE_STEPS
+    from seethrough.sanity.badge import BADGE_DRAWS, BADGE_RANDOM, BADGE_STEPS, reference_images
+    from seethrough.metrics.curves import auc, curve_metric
 
     model, x, y = lenet
     with untouched(model):
         a, badge = see.attribute(model, x[:3], "guided-backprop", target=y[:3], trust=True)
     assert torch.equal(a, see.attribute(model, x[:3], "guided-backprop", target=y[:3]))
-    top = see.sanity.randomization(model, x[:3], "guided-backprop", y[:3], layers=["fc3"],
-                                   metrics=("spearman_abs",), progress=False)
-    torch.testing.assert_close(badge.randomized_top, top.scores[0, 0].float())
-    d = see.metrics.deletion(model, x[:3], a, y[:3], steps=BADGE_STEPS, patch=1, progress=False)
+    tops = [see.sanity.randomization(model, x[:3], "guided-backprop", y[:3], layers=["fc3"], metrics=("spearman_abs",),
+                                     seed=s, progress=False).scores[0, 0] for s in range(BADGE_DRAWS)]
+    torch.testing.assert_close(badge.randomized_top, torch.stack(tops).mean(0).float())
+    ref, names, _, _ = reference_images(model, x[:3], y[:3])
+    opts = dict(steps=BADGE_STEPS, patch=1, n_random=BADGE_RANDOM, progress=False)
+    d = see.metrics.deletion(model, x[:3], a, y[:3], baseline=ref, **opts)
+    i = see.metrics.insertion(model, x[:3], a, y[:3], start=ref, **opts)
     torch.testing.assert_close(badge.deletion, d.score)
-    assert badge.top_layer == "fc3" and len(badge.verdict) == 3
+    torch.testing.assert_close(badge.insertion_random, i.random_score)
+    lerf = curve_metric("deletion", model, x[:3], a, y[:3], start=x[:3], end=ref, order="lerf", score="probability",
+                        summary=auc, seed=0, batch_size="auto", **{**opts, "n_random": 0})
+    torch.testing.assert_close(badge.deletion_lerf, lerf.score)
+    assert badge.top_layer == "fc3" and len(badge.verdict) == 3 and badge.reference == names
     # Guided backprop barely changes when fc3 is random: the badge says so.
     assert all("barely changes" in v for v in badge.verdict)
     with untouched(model, allow_raise=ValueError):

@@ -105,6 +105,8 @@ def test_attribution_and_badge_equal_the_library_call(client, lenet_session):
     assert r["target"] == 4 and r["label"] == "4"
     assert r["badge"]["deletion"] == pytest.approx(float(badge.deletion[0]))
     assert r["badge"]["verdict"] == badge.verdict[0]
+    assert r["badge"]["deletion_lerf"] == pytest.approx(float(badge.deletion_lerf[0]))  # what deletion is judged against
+    assert r["badge"]["reference"] == badge.reference[0]
     assert _png(r["overlay"]).size == (32, 32)
 
 

@@ -106,7 +106,7 @@ def influence(
 @app.command()
 def distill(
     model: str = typer.Option("mlp-2d", "--model", "-m", help="mlp-2d, lenet-digits or logreg-digits"),
-    depth: int = typer.Option(4, "--depth", help="tree depth (>= 1)"),
+    depth: Optional[int] = typer.Option(None, "--depth", help="tree depth (>= 1; default 4 for a tree, 6 for a soft tree)"),
     kind: str = typer.Option("tree", "--kind", help="tree or soft-tree"),
     seed: int = typer.Option(0, "--seed"),
     out: Path = typer.Option(Path("tree.png"), "--out", "-o"),
@@ -114,12 +114,12 @@ def distill(
     """Fit a decision tree (or a soft decision tree) to the model's own labels; print fidelity and accuracy."""
     import seethrough as see
 
-    if depth < 1:  # before loading: mlp-2d trains on load
+    if depth is not None and depth < 1:  # before loading: mlp-2d trains on load
         raise ValueError(f"depth must be an int >= 1, got {depth}")
     if model == "mlp-2d":
         net, data, classes = see.zoo.load(model)[0], see.zoo.toy_2d(400), ["0", "1"]
     else:
         net, data, classes = _digit_model(model), see.zoo.digits("all"), [str(i) for i in range(10)]
     s = see.distill(net, data, kind=kind, depth=depth, seed=seed)
-    typer.echo(f"{kind} of depth {depth}: fidelity {s.fidelity:.1%}, accuracy {s.accuracy:.1%}")
+    typer.echo(f"{kind} of depth {s.depth}: fidelity {s.fidelity:.1%}, accuracy {s.accuracy:.1%}")
     _save(see.render.tree_plot(s, class_names=classes), out)

@@ -77,6 +77,27 @@ def stamp(x: torch.Tensor, kind: str = "stripes", size: int = 8, *, corner: tupl
     return out
 
 
+def stamp_mixed(x: torch.Tensor, kinds: tuple[str, ...] | list[str], *, seed: int = 0, **stamp_options) -> torch.Tensor:
+    """Every image of ``x`` with a patch of one of ``kinds``, drawn per image (seeded): the random
+    "world" of a patch concept. Random sets drawn from it differ from a stamped concept set by the
+    pattern only, not by "something in the corner", which any patch shares.
+
+    >>> y = stamp_mixed(torch.zeros(6, 1, 32, 32), ("white", "dots"))
+    >>> bool((y.amax(dim=(1, 2, 3)) > 0).all())
+    True
+    """
+    if not kinds:
+        raise ValueError("stamp_mixed needs at least one patch kind")
+    gen = torch.Generator().manual_seed(seed)
+    which = torch.randint(0, len(kinds), (len(x),), generator=gen)
+    out = x.clone()
+    for i, kind in enumerate(kinds):
+        rows = which == i
+        if rows.any():
+            out[rows] = stamp(x[rows], kind, seed=seed * 1009 + i, **stamp_options)
+    return out
+
+
 def crops(photo: str, boxes: list[tuple[int, int, int, int]], size: int = 224) -> torch.Tensor:
     """Crops ``(left, top, right, bottom)`` of a bundled photo, resized to ``size``: a concept chosen by hand.
 

@@ -106,12 +106,16 @@ def tcav(
     concept: str = "concept",
     cache: str | Path | None = None,
     progress: bool = False,
+    n_tests: int | None = None,
 ) -> TCAVResult:
     """TCAV scores of ``concept_x`` for class ``target`` at one or several layers.
 
     ``random_x`` is the pool the random sets (each the size of ``concept_x``) are drawn from
     (default: ``class_x`` itself, Kim et al. use random images). With ``cache`` a directory,
-    the CAVs are stored there keyed on a hash of the model, inputs and options.
+    the CAVs are stored there keyed on a hash of the model, inputs and options. ``n_tests`` is
+    the number of tests the Bonferroni correction counts (default: the layers of this call); when
+    several concepts are tested, pass layers × concepts, or each gets its own 5 % chance of a
+    false positive.
 
     >>> import seethrough as see
     >>> model, _ = see.zoo.load("lenet-digits")
@@ -127,6 +131,8 @@ def tcav(
     layers = [layer] if isinstance(layer, str) else list(layer)
     if isinstance(random_sets, bool) or not isinstance(random_sets, int) or random_sets < 2:
         raise ValueError(f"random_sets must be an int >= 2 (the t-test needs two scores per side), got {random_sets!r}")
+    if n_tests is not None and (isinstance(n_tests, bool) or not isinstance(n_tests, int) or n_tests < len(layers)):
+        raise ValueError(f"n_tests must be an int >= the {len(layers)} layer(s) tested, got {n_tests!r}")
     if not 0 < alpha < 1:
         raise ValueError(f"alpha must be in (0, 1), got {alpha!r}")
     for name, s in (("concept_x", concept_x), ("class_x", class_x)):
@@ -135,7 +141,8 @@ def tcav(
     pool = class_x if random_x is None else random_x
     concept_x = canonical(concept_x)
     rand = _sets.random_sets(pool, random_sets + 1, len(concept_x), seed=seed)
-    result = TCAVResult(concept, int(target), alpha, options={"random_sets": random_sets, "seed": seed, "n": len(concept_x)})
+    result = TCAVResult(concept, int(target), alpha, options={"random_sets": random_sets, "seed": seed, "n": len(concept_x),
+                                                              "n_tests": n_tests or len(layers)})
     bar = _bar(layers, progress)
     for name in bar:
         key = _cache_key(model, [name, concept_x, pool, random_sets, seed]) if cache is not None else None
@@ -162,7 +169,7 @@ def tcav(
             p = 1.0 if cs.mean() == rs.mean() else 0.0
         else:
             p = float(ttest_ind(cs.numpy(), rs.numpy()).pvalue)
-        p = min(1.0, p * len(layers))
+        p = min(1.0, p * (n_tests or len(layers)))
         result.layers[name] = LayerTCAV(name, cs.mean().item(), cs, rs, acc, p, p < alpha)
     return result
 

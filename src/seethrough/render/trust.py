@@ -97,30 +97,48 @@ def faithfulness_figure(curves: Mapping[str, object], title: str = "") -> Image.
 
 
 def badge_strip(x: torch.Tensor, attribution: torch.Tensor, badge, sample: int = 0, size: int = 224) -> Image.Image:
-    """The map over the image with the trust badge written under it (green: passes, orange: caution).
+    """The map over the image with the trust badge written under it: its numbers, then the verdict
+    with its reasons (green: passes, orange: caution), wrapped to the picture's width. The same
+    lines are in the image's ``info["caption"]`` (written to a PNG's text chunk on save).
 
     >>> import seethrough as see
     >>> model, _ = see.zoo.load("lenet-digits")
     >>> x, _ = see.zoo.digits("test")
     >>> a, badge = see.attribute(model, x[:1], "grad-x-input", trust=True)
-    >>> see.render.badge_strip(x[:1], a, badge).size[0]
-    224
+    >>> img = see.render.badge_strip(x[:1], a, badge)
+    >>> img.size[0], img.info["caption"].splitlines()[-1] == badge.verdict[0]
+    (224, True)
     """
     a2d = reduce_channels(attribution[sample:sample + 1], "auto")[0].double().cpu().numpy()
     img = Image.fromarray((_blend(x[sample], a2d, 0.85, 99.0, None) * 255).astype(np.uint8)).resize((size, size))
     ok = badge.verdict[sample].startswith("passes")
-    lines = [f"rank corr. after top layer random {badge.randomized_top[sample]:.2f}",
-             f"deletion {badge.deletion[sample]:.2f} (rand {badge.deletion_random[sample]:.2f})",
-             f"insertion {badge.insertion[sample]:.2f} (rand {badge.insertion_random[sample]:.2f})",
-             "passes" if ok else "caution"]
-    out = Image.new("RGB", (size, size + 14 * len(lines) + 6), "white")
+    font = ImageFont.load_default()
+    lines = badge.lines(sample)
+    rows = [(row, k == len(lines) - 1) for k, line in enumerate(lines) for row in wrap_text(line, font, size - 8)]
+    out = Image.new("RGB", (size, size + 14 * len(rows) + 6), "white")
     out.paste(img, (0, 0))
     draw = ImageDraw.Draw(out)
-    font = ImageFont.load_default()
-    for k, line in enumerate(lines):
-        color = ((20, 120, 40) if ok else (200, 100, 0)) if k == len(lines) - 1 else (30, 30, 30)
-        draw.text((4, size + 3 + 14 * k), line, fill=color, font=font)
+    for k, (row, is_verdict) in enumerate(rows):
+        color = ((20, 120, 40) if ok else (200, 100, 0)) if is_verdict else (30, 30, 30)
+        draw.text((4, size + 3 + 14 * k), row, fill=color, font=font)
+    out.info["caption"] = "\n".join(lines)
     return out
+
+
+def wrap_text(text: str, font, width: int) -> list[str]:
+    """``text`` broken at spaces into lines no wider than ``width`` pixels in ``font`` (a longer word stays whole).
+
+    >>> from PIL import ImageFont
+    >>> wrap_text("a b c", ImageFont.load_default(), 10_000)
+    ['a b c']
+    """
+    rows: list[str] = []
+    for word in text.split(" "):
+        if rows and font.getlength(rows[-1] + " " + word) <= width:
+            rows[-1] += " " + word
+        else:
+            rows.append(word)
+    return rows
 
 
 def side_by_side(images: list[Image.Image], pad: int = 6) -> Image.Image:

@@ -23,6 +23,28 @@ def explain(model: nn.Module, x: torch.Tensor, method: Explainer, target: Any, o
     return registered(method).fn(model, x, target, **options).detach()
 
 
+def explain_seeded(model: nn.Module, x: torch.Tensor, method: Explainer, target: Any, options: dict[str, Any],
+                   seed: int | None) -> torch.Tensor:
+    """:func:`explain` with a check's ``seed`` forwarded to the method when it takes one: random methods
+    (LIME, RISE, SmoothGrad) then draw the same noise for the model and its variants; a deterministic
+    method that refuses the option (it names ``seed`` in its TypeError) is called without it.
+
+    >>> import seethrough as see
+    >>> model, _ = see.zoo.load("lenet-digits")
+    >>> x, y = see.zoo.digits("test")
+    >>> explain_seeded(model, x[:1], "grad-x-input", y[:1], {}, seed=3).shape
+    torch.Size([1, 1, 32, 32])
+    """
+    if seed is None:
+        return explain(model, x, method, target, options)
+    try:
+        return explain(model, x, method, target, {**options, "seed": seed})
+    except TypeError as e:
+        if "seed" not in str(e):
+            raise
+        return explain(model, x, method, target, options)
+
+
 def fixed_target(model: nn.Module, x: torch.Tensor, target: Any) -> Any:
     """The class per sample decided once on the trained model: every variant explains that decision."""
     from ..inputs import check_images

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import io
+import math
 from typing import Any
 
 import torch
@@ -228,10 +229,22 @@ def attribution(s: Session, input_id: str, method: str, target: int | None = Non
     a, badge = attribute(s.model, x, method, target, trust=True)
     return {"method": method, "family": METHODS[method].family, "paper": METHODS[method].paper, "target": target,
             "label": _name(s, target), "overlay": data_url(render.overlay(x, a)), "summary": badge.summary(0),
-            "badge": {"top_layer": badge.top_layer, "randomized_top": float(badge.randomized_top[0]),
-                      "deletion": float(badge.deletion[0]), "deletion_random": float(badge.deletion_random[0]),
-                      "insertion": float(badge.insertion[0]), "insertion_random": float(badge.insertion_random[0]),
+            "badge": {"top_layer": badge.top_layer, "randomized_top": _finite(badge.randomized_top[0]),
+                      "deletion": _finite(badge.deletion[0]), "deletion_random": _finite(badge.deletion_random[0]),
+                      "deletion_lerf": _finite(badge.deletion_lerf[0]) if badge.deletion_lerf is not None else None,
+                      "reference": badge.reference[0] if badge.reference else None,
+                      "insertion": _finite(badge.insertion[0]), "insertion_random": _finite(badge.insertion_random[0]),
                       "verdict": badge.verdict[0]}}
+
+
+def _finite(v: Any) -> float | None:
+    """A number for JSON: NaN (an undefined ρ: a constant map has no ranking) becomes null, which JSON can carry.
+
+    >>> _finite(0.5), _finite(float("nan"))
+    (0.5, None)
+    """
+    v = float(v)
+    return v if math.isfinite(v) else None
 
 
 def projection(s: Session, input_id: str, layer: str, method: str = "pca", n: int = 200, seed: int = 0,

@@ -86,12 +86,15 @@ def build(ctx: Context) -> list:
     from ...render import badge_strip, side_by_side
     sw = ctx.stopwatch()
     badged = ("saliency", "guided-backprop", "gradcam")
-    badges = [badge_strip(x[:1], *attribute(model, x[:1], m, target=target[:1], trust=True), size=180) for m in badged]
+    results = {m: attribute(model, x[:1], m, target=target[:1], trust=True) for m in badged}
+    badges = [badge_strip(x[:1], a, b, size=180) for a, b in results.values()]
     blocks.append(sw.figure(
         f"Trust badges: {', '.join(badged)}", side_by_side(badges),
-        "Under each map: its rank correlation with the map of a copy whose top layer is random (high = the map "
-        "does not depend on the model), and its deletion and insertion AUCs against a random ranking of the same "
-        "patches (deletion should be lower, insertion higher). 'caution' names the check that failed.",
+        "Under each map: its rank correlation with the maps of copies whose top layer is random (mean of three "
+        "draws; high = the map does not depend on the model), its deletion AUC against the least-relevant-first "
+        "order and its insertion AUC against a random ranking, both between the image and a reference that removes "
+        "the class (deletion should be lower, insertion higher). The verdict names its reasons. This run: "
+        + "; ".join(f"{m}: {b.verdict[0]}" for m, (_, b) in results.items()) + ".",
         model=_MODEL, method=", ".join(badged), options="trust=True", seed=ctx.seed))
 
     # integrated gradients: the completeness gap shrinks with the number of steps
