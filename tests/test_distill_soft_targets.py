@@ -20,11 +20,14 @@ def test_at_the_defaults_soft_targets_beat_hard_labels_on_lenet_digits():
     assert soft.options["epochs"] == SOFT_EPOCHS == 100 and hard.options["fit_to"] == "labels"
     # docs/concepts.md states these two numbers (seed 0): 94.9 % against 92.9 %.
     assert soft.accuracy > hard.accuracy, (soft.accuracy, hard.accuracy)
-    assert round(100 * soft.accuracy, 1) == 94.9 and round(100 * hard.accuracy, 1) == 92.9, (soft.accuracy, hard.accuracy)
+    # to ±0.5 points (two held-out digits): the zoo model is trained on the machine that runs the tests
+    assert 100 * soft.accuracy == pytest.approx(94.9, abs=0.5) and 100 * hard.accuracy == pytest.approx(92.9, abs=0.5), \
+        (soft.accuracy, hard.accuracy)
     # The old defaults (depth 4, T = 1, 40 epochs) lost the comparison: docs/concepts.md quotes 93.3 % against 94.7 %.
     with torch_threads(1):
         old_soft, old_hard = soft_vs_hard(model, (x, y), depth=4, temperature=1.0, epochs=40)
-    assert round(100 * old_soft.accuracy, 1) == 93.3 and round(100 * old_hard.accuracy, 1) == 94.7, \
+    assert old_soft.accuracy < old_hard.accuracy
+    assert 100 * old_soft.accuracy == pytest.approx(93.3, abs=0.5) and 100 * old_hard.accuracy == pytest.approx(94.7, abs=0.5), \
         (old_soft.accuracy, old_hard.accuracy)
     # The same split: the held-out digits are the same for both (the tree predicts them, accuracy is over them).
     assert soft.options["held_out"] == hard.options["held_out"] and soft.options["seed"] == hard.options["seed"]

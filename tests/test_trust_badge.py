@@ -102,8 +102,9 @@ def test_gradcam_on_chelsea_passes_and_one_top_layer_draw_would_have_been_noise(
     # The numbers docs/trust.md and the badge's module docstring quote for this example.
     quoted = [badge.randomized_top[0], badge.deletion[0], badge.deletion_lerf[0], badge.deletion_random[0],
               badge.insertion[0], badge.insertion_random[0], *draws]
-    assert [round(float(v), 2) for v in quoted] == [0.34, 0.25, 0.28, 0.10, 0.28, 0.12, 0.66, -0.13, 0.49, 0.06], \
-        [round(float(v), 2) for v in quoted]
+    # (to ±0.011: a value on a rounding edge may print the next digit on another CPU's float32 kernels)
+    assert [float(v) for v in quoted] == pytest.approx([0.34, 0.25, 0.28, 0.10, 0.28, 0.12, 0.66, -0.13, 0.49, 0.06],
+                                                       abs=0.011), [round(float(v), 2) for v in quoted]
 
 
 def badge_target(model, x):

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from ..batching import bytes_per_item, check_batch_size, model_key, run_batched
+from ..boundary import Boundary, as_boundary
 from ..hooks import hooks
 from ..inputs import check_images
 from ..outputs import MODEL_HINT, class_output
@@ -114,7 +115,10 @@ def attack(
     image class ``t``. Options (``eps`` and ``step_size`` in 0-255 pixel units): ascent
     ``lr, steps, clamp, space`` (``lr`` acts on the model's normalised input by default, as in
     the course; ``space="pixel"``: on [0, 1] pixels); fgsm ``eps, norm``; bim ``eps, steps, step_size, norm``; pgd
-    additionally ``random_start, seed``. ``norm`` is ``"linf"`` or ``"l2"``.
+    additionally ``random_start, seed``. ``norm`` is ``"linf"`` or ``"l2"``. On tabular rows (a
+    tabular boundary, or a module with ``(N, F)`` float rows) ``eps``/``step_size`` are in the features'
+    own units (a number or one value per feature) and steps are clamped to the boundary's ``ranges``
+    (:mod:`seethrough.adversarial.tabular`).
 
     >>> import seethrough as see
     >>> model, _ = see.zoo.load("lenet-digits")
@@ -123,6 +127,15 @@ def attack(
     >>> bool((r.linf <= 64 + 1e-3).all()), r.history_class.shape
     (True, torch.Size([4, 11]))
     """
+    if isinstance(model, Boundary) or (isinstance(model, nn.Module) and isinstance(x, torch.Tensor) and x.dim() == 2
+                                       and x.is_floating_point()):
+        b = as_boundary(model, x)
+        if b.kind == "tabular":  # rows: a budget in feature units, clamped to the boundary's ranges
+            return _attack_rows(b, x, method, target, label, batch_size, progress, options)
+        if b.kind != "image":
+            raise ValueError(f"attacks are defined for images and tabular rows; this input is {b.kind!r} "
+                             "(token ids have no gradient direction to step along)")
+        model = b.model
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     check_images(x, model=model)
@@ -164,6 +177,46 @@ def attack(
         success=succeeded(h_cls[:, -1]), success_8bit=succeeded(pred_8bit), pred_8bit=pred_8bit,
         already_wrong=clean != label_idx,
     )
+
+
+def _attack_rows(b: Boundary, x: torch.Tensor, method: str, target: Any, label: Any, batch_size: int | str,
+                 progress: bool, options: dict[str, Any]) -> AttackResult:
+    """:func:`attack` on tabular rows (:mod:`.tabular`): ``linf`` of the result is in feature units and
+    ``success_8bit`` equals ``success`` (rows are not quantised)."""
+    from .tabular import tabular_build, tabular_options
+
+    b.check(x)
+    check_batch_size(batch_size)
+    opts = tabular_options(method, options)
+    if callable(target) and not isinstance(target, torch.Tensor):
+        raise TypeError("an attack needs a class target (an int or one class per sample), not a callable")
+    x = x.detach()
+    with hooks(b.model):
+        with torch.no_grad():
+            logits = b.forward(x)
+        if logits.dim() != 2:
+            raise ValueError(f"attacks need a classifier output of shape (N, classes), got {tuple(logits.shape)}")
+        clean = logits.argmax(1)
+        label_idx = clean if label is None else _classes(logits, label, "label")
+        target_idx = None if target is None else _classes(logits, target, "target")
+        goal = label_idx if target_idx is None else target_idx
+        start, step, steps = tabular_build(b, method, x, torch.Generator().manual_seed(int(opts.get("seed", 0))), opts)
+
+        def run(a: int, c: int):
+            rows = torch.arange(a, c, device=x.device)
+            return perturb(lambda z: b.forward(z, rows), x[a:c], goal[a:c], target_idx is not None, start[a:c], step,
+                           steps, f"{method} step")
+
+        x_adv, h_cls, h_prob, h_goal = run_batched(run, len(x), batch_size=batch_size, item_bytes=bytes_per_item(x, "grad"),
+                                                   key=model_key(b.model, x, "grad-tabular"), progress=progress,
+                                                   desc=f"{method} attack")
+    succeeded = (lambda c: c == target_idx) if target_idx is not None else (lambda c: c != label_idx)
+    success = succeeded(h_cls[:, -1])
+    r = AttackResult(method=method, options=opts, x=x, x_adv=x_adv, label=label_idx, target=target_idx,
+                     history_class=h_cls, history_prob=h_prob, history_goal_prob=h_goal, success=success,
+                     success_8bit=success, pred_8bit=h_cls[:, -1], already_wrong=clean != label_idx)
+    r.linf = (x_adv - x).abs().amax(dim=1)  # feature units, not 0-255 pixel levels
+    return r
 
 
 def _classes(fake_output: torch.Tensor, value: Any, name: str) -> torch.Tensor:

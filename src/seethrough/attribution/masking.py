@@ -5,10 +5,23 @@ masks ``m``; they differ only in how they choose the masks and how they combine 
 Here live the two things they share: turning a ``baseline`` option into a tensor, and
 :func:`masked_scores`, which runs all (image, mask) pairs through the model on the batching
 engine without one Python iteration per sample.
+
+Tabular rows and token ids (docs/boundary.md) are perturbed through the same stream of
+(sample, mask) items, with the boundary's own notion of "absent" (:func:`positions`):
+
+* **tabular rows**: a switched-off feature takes the values of the boundary's ``background``
+  rows ``(M, F)``, and a coalition's score is the mean over the background,
+  ``v(S) = mean_b f(x_S, b_~S)`` — the interventional expectation shap's ``KernelExplainer``
+  uses — so KernelSHAP's values add up to ``f(x) − mean_b f(b)``. A ``baseline`` number or row
+  stands in for a background of one row.
+* **token ids**: a switched-off token becomes ``mask_id`` (else ``pad_id``, or ``baseline=<id>``);
+  padding (the ``attention_mask`` or ``pad_id``, :func:`~seethrough.boundary.token_mask`) is never
+  switched and never scored; every pass gets the sample's extra arguments (its attention mask).
 """
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass, replace
 from numbers import Real
 from typing import Any, Callable, Sequence
 
@@ -16,8 +29,9 @@ import torch
 from torch import nn
 
 from ..batching import bytes_per_item, model_key, run_batched
+from ..boundary import Boundary, as_boundary, token_mask
 from ..hooks import hooks
-from ..targets import target_indices, target_scores
+from ..targets import is_callable_target, target_indices, target_scores
 from .common import BASELINES, make_baseline
 
 # masks(image_index, mask_index) -> (k, 1 or C, H, W) in [0, 1]; 1 keeps the pixel.
@@ -49,14 +63,75 @@ def resolve_baseline(x: torch.Tensor, baseline: Any, *, blur_sigma: float | None
 _NAMED = ("mean", *BASELINES)
 
 
-def clean_forward(model: nn.Module, x: torch.Tensor, target: Any, score: str | None = None,
+@dataclass(frozen=True)
+class UnitScore:
+    """``unit=(layer, channel[, position])`` as the score of a perturbation method: the unit's activation
+    (a channel's mean over positions or real tokens, or one position), captured in the same forward."""
+
+    w: Any  # a seethrough.attribution.where.Where with .unit set
+
+    @property
+    def layer(self) -> str:
+        return self.w.unit[0]
+
+
+def unit_target(model: nn.Module | Boundary, x: torch.Tensor, target: Any, unit: Any, method: str) -> Any:
+    """``target``, or a :class:`UnitScore` when ``unit=`` is given (then ``target`` must be None)."""
+    if unit is None:
+        return target
+    from .where import where
+
+    if target is not None:
+        raise ValueError("unit= explains that unit's activation, not a class: leave target=None")
+    return UnitScore(where(model, x, unit=unit, method=method))
+
+
+def unit_or_score(score: str | None, target: Any, default: str) -> str | None:
+    """:func:`~seethrough.targets.method_score`, or ``None`` for a :class:`UnitScore` (an activation has no softmax)."""
+    from ..targets import method_score
+
+    if isinstance(target, UnitScore):
+        if score is not None:
+            raise ValueError(f"score={score!r} applies to class targets; unit= reads the unit's activation itself")
+        return None
+    return method_score(score, target, default)
+
+
+def _capture(target: Any) -> list[str]:
+    return [target.layer] if isinstance(target, UnitScore) else []
+
+
+def _unit_scores(target: "UnitScore", batch: torch.Tensor, rec: Any, rows: torch.Tensor | None, first: bool) -> torch.Tensor:
+    from .where import _check_unit, unit_scores
+
+    act = rec[target.layer]
+    if first:
+        _check_unit(target.w, batch, act)  # a channel or position outside the layer: one line
+    out = unit_scores(target.w, batch, act, rows)
+    rec.clear()
+    return out
+
+
+def read_scores(b: Boundary, out: Any, target: Any, indices: torch.Tensor | None, score: str | None) -> torch.Tensor:
+    """The ``(N,)`` target scores of a raw model output read through the boundary: a callable target
+    gets the output as the model returns it when the boundary has no ``output`` selector, else the
+    selected tensor (docs/boundary.md, "Outputs"); a class target reads the selected tensor."""
+    if is_callable_target(target):
+        return target_scores(out if b.output is None else b.select(out), target, None, score)
+    return target_scores(b.select(out), target, indices, score)
+
+
+def clean_forward(model: nn.Module | Boundary, x: torch.Tensor, target: Any, score: str | None = None,
                   ) -> tuple[torch.Tensor | None, torch.Tensor]:
     """The target class per sample (``None`` for a callable target) and the clean scores
-    (``score``: see :func:`seethrough.targets.target_scores`)."""
-    with hooks(model), torch.no_grad():
-        out = model(x)
-    idx = target_indices(out, target)
-    return idx, target_scores(out, target, idx, score).detach()
+    (``score``: see :func:`seethrough.targets.target_scores`); ``model`` may be a boundary."""
+    b = as_boundary(model, x)
+    with hooks(b.model, capture=_capture(target), detach=True) as rec, torch.no_grad():
+        out = b.call(x)
+        if isinstance(target, UnitScore):
+            return None, _unit_scores(target, x, rec, None, True)
+    idx = None if is_callable_target(target) else target_indices(b.select(out), target)
+    return idx, read_scores(b, out, target, idx, score).detach()
 
 
 def masked_scores(
@@ -93,14 +168,19 @@ def masked_scores(
         img_d = img.to(x.device)
         m = masks(img, local).to(device=x.device, dtype=x.dtype)
         batch = torch.lerp(baseline[img_d], x[img_d], m).contiguous(memory_format=layout)
-        out = net(batch)
-        return target_scores(out, target, None if indices is None else indices[img_d], score).detach()
+        out = net.call(batch, img_d)
+        if isinstance(target, UnitScore):
+            return _unit_scores(target, batch, rec, img_d, start == 0)
+        return read_scores(net, out, target, None if indices is None else indices[img_d], score).detach()
 
-    with hooks(model), torch.no_grad():
-        net, layout = channels_last_copy(model, x)  # copied inside hooks(): the copy is in eval mode too
+    b = as_boundary(model, x)
+    with hooks(b.model, capture=_capture(target), detach=True) as rec, torch.no_grad():
+        # copied inside hooks(): the copy is in eval mode too; a unit is captured on the model itself
+        copied, layout = (b.model, torch.contiguous_format) if _capture(target) else channels_last_copy(b.model, x)
+        net = b if copied is b.model else replace(b, model=copied)
         scores = run_batched(
             evaluate, total, batch_size=batch_size, item_bytes=bytes_per_item(x, "forward"),
-            memory_budget=memory_budget, key=model_key(model, x, "forward"), progress=progress,
+            memory_budget=memory_budget, key=model_key(b.model, x, "forward"), progress=progress,
             desc=desc, device=x.device,
         )
     return list(scores.split(counts))
@@ -129,3 +209,108 @@ def channels_last_copy(model: nn.Module, x: torch.Tensor) -> tuple[nn.Module, to
         return copy.deepcopy(model).to(memory_format=torch.channels_last), torch.channels_last
     except Exception:  # a module that refuses deepcopy (some scripted or wrapped models) runs as given
         return plain
+
+
+# ---------------------------------------------------------------------------------- rows and tokens
+@dataclass(frozen=True)
+class Positions:
+    """What the perturbation methods switch on and off in a non-image batch ``x``: its ``P`` positions.
+
+    Tabular rows: the ``F`` features, replaced by the ``base`` rows ``(M, F)`` (the background);
+    token ids: the ``L`` tokens, replaced by the ids ``base (N, L)``; ``real (N, P)`` marks the
+    positions that may be switched (the real tokens; every feature of a row).
+    """
+
+    b: Boundary
+    x: torch.Tensor
+    base: torch.Tensor
+    real: torch.Tensor
+
+    @property
+    def size(self) -> int:
+        return int(self.x.shape[1])
+
+
+def positions(model: nn.Module | Boundary, x: torch.Tensor, baseline: Any, method: str) -> Positions:
+    """The :class:`Positions` of tabular rows or token ids ``x`` for ``method``; one line when the
+    boundary does not say what an absent feature or token is.
+
+    >>> net = nn.Linear(3, 2)
+    >>> p = positions(as_boundary(net, torch.zeros(2, 3), background=torch.ones(5, 3)), torch.zeros(2, 3), None, "occlusion")
+    >>> tuple(p.base.shape), p.real.all().item()
+    ((5, 3), True)
+    """
+    b = as_boundary(model, x)
+    if b.kind == "tabular":
+        f = x.shape[1]
+        if baseline is None:
+            if b.background is None:
+                raise ValueError(f"{method} on tabular rows replaces a switched-off feature by the background set: give "
+                                 "background=(M, features) rows (a boundary field), or baseline= a number or one row")
+            base = b.background
+        elif isinstance(baseline, Real) and not isinstance(baseline, bool):
+            base = torch.full((1, f), float(baseline))
+        elif isinstance(baseline, torch.Tensor) and baseline.dim() in (1, 2) and baseline.shape[-1] == f:
+            base = baseline.reshape(-1, f)
+        else:
+            raise ValueError(f"baseline on tabular rows must be None (the background), a number, or a ({f},) row or "
+                             f"(M, {f}) rows; got {baseline if not isinstance(baseline, torch.Tensor) else tuple(baseline.shape)!r}")
+        if base.shape[1] != f:
+            raise ValueError(f"the background has {base.shape[1]} columns but x has {f} features per row")
+        base = base.to(device=x.device, dtype=x.dtype)
+        return Positions(b, x, base, torch.ones(x.shape, dtype=torch.bool, device=x.device))
+    if b.kind == "tokens":
+        if baseline is None:
+            baseline = b.mask_id if b.mask_id is not None else b.pad_id
+        if baseline is None:
+            raise ValueError(f"{method} on token ids replaces a switched-off token by an id: give mask_id= or pad_id= "
+                             "(boundary fields), or baseline=<id>")
+        if isinstance(baseline, bool) or not isinstance(baseline, int):
+            raise ValueError(f"baseline on token ids must be one token id (an int), got {baseline!r}")
+        vocab = b.vocab_size()
+        if baseline < 0 or (vocab is not None and baseline >= vocab):
+            raise ValueError(f"baseline id {baseline} is outside the vocabulary (0..{(vocab or 1) - 1})")
+        return Positions(b, x, torch.full_like(x, baseline), token_mask(b, x))
+    raise ValueError(f"{method} switches features of tabular rows or tokens of token ids here; this input is {b.kind!r}")
+
+
+# keep(sample_index, mask_index) -> (k, P) bool; True keeps the position.
+KeepFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def position_scores(p: Positions, target: Any, indices: torch.Tensor | None, counts: int | Sequence[int], keep: KeepFn,
+                    *, batch_size: int | str = "auto", memory_budget: int | None = None, progress: bool = True,
+                    desc: str = "", score: str | None = None) -> list[torch.Tensor]:
+    """Scores of the copies of each sample that keep the positions ``keep(i, j)`` says: one ``(counts[i],)``
+    tensor per sample. Positions that are not ``real`` are always kept. For rows, a copy's score is the mean
+    over the background rows (one forward of ``k × M`` rows per batch of ``k`` copies)."""
+    b, x = p.b, p.x
+    n = x.shape[0]
+    counts = [counts] * n if isinstance(counts, int) else list(counts)
+    offsets = torch.tensor([0, *counts]).cumsum(0)
+    total = int(offsets[-1])
+    tabular = b.kind == "tabular"
+    m = p.base.shape[0] if tabular else 1
+
+    def evaluate(start: int, stop: int) -> torch.Tensor:
+        item = torch.arange(start, stop)
+        img = torch.searchsorted(offsets, item, right=True) - 1
+        img_d = img.to(x.device)
+        kept = keep(img, item - offsets[img]).to(x.device) | ~p.real[img_d]
+        if tabular:
+            batch = torch.where(kept[:, None, :], x[img_d][:, None, :], p.base[None]).reshape(-1, x.shape[1])
+            rows = img_d.repeat_interleave(m)
+        else:
+            batch, rows = torch.where(kept, x[img_d], p.base[img_d]), img_d
+        out = b.call(batch, rows)
+        if isinstance(target, UnitScore):
+            s = _unit_scores(target, batch, rec, rows, start == 0)
+        else:
+            s = read_scores(b, out, target, None if indices is None else indices[rows], score).detach()
+        return s.view(-1, m).mean(1)
+
+    with hooks(b.model, capture=_capture(target), detach=True) as rec, torch.no_grad():
+        scores = run_batched(evaluate, total, batch_size=batch_size, item_bytes=bytes_per_item(x, "forward") * m,
+                             memory_budget=memory_budget, key=model_key(b.model, x, f"forward-{b.kind}-{m}"),
+                             progress=progress, desc=desc, device=x.device)
+    return list(scores.split(counts))

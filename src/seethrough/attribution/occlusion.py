@@ -1,4 +1,11 @@
-"""Occlusion (Zeiler & Fergus, 2014): slide a patch over the image and watch the score drop."""
+"""Occlusion (Zeiler & Fergus, 2014): slide a patch over the image and watch the score drop.
+
+On tabular rows the window slides over the features (``window`` consecutive columns, default one)
+and a hidden feature takes the background's values (the score is the mean over the background
+rows, :mod:`.masking`); on token ids it slides over the tokens and a hidden token becomes the
+``mask_id`` (else ``pad_id``). The map is ``(N, F)`` or ``(N, L)``: each position's mean drop over
+the windows covering it (padding: 0, never hidden).
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -7,8 +14,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..targets import method_score
-from .masking import clean_forward, masked_scores, resolve_baseline
+from ..boundary import as_boundary
+from .masking import clean_forward, masked_scores, position_scores, positions, resolve_baseline, unit_or_score, unit_target
 from .registry import register
 
 
@@ -83,8 +90,8 @@ class OcclusionDrops:
 
 
 def occlusion_drops(model: nn.Module, x: torch.Tensor, target: Any = None, *, window: Any = None, stride: Any = None,
-                    baseline: Any = 0.0, score: str | None = None, batch_size: int | str = "auto",
-                    memory_budget: int | None = None, progress: bool = True) -> OcclusionDrops:
+                    baseline: Any = None, score: str | None = None, batch_size: int | str = "auto",
+                    memory_budget: int | None = None, progress: bool = True, unit: Any = None) -> OcclusionDrops:
     """The per-window drops behind :func:`occlusion` (same options): which positions lower the
     score, which raise it, and by how much.
 
@@ -96,7 +103,7 @@ def occlusion_drops(model: nn.Module, x: torch.Tensor, target: Any = None, *, wi
     (torch.Size([2, 16]), 16, (8, 8))
     """
     (wh, ww), corners = occlusion_windows(tuple(x.shape[2:]), window, stride)
-    base = resolve_baseline(x, baseline, blur_sigma=min(wh, ww) / 2)
+    base = resolve_baseline(x, 0.0 if baseline is None else baseline, blur_sigma=min(wh, ww) / 2)
     h, w = x.shape[2:]
     top = torch.tensor([r for r, _ in corners])
     left = torch.tensor([c for _, c in corners])
@@ -107,14 +114,16 @@ def occlusion_drops(model: nn.Module, x: torch.Tensor, target: Any = None, *, wi
         in_cols = (cols >= left[k, None]) & (cols < left[k, None] + ww)
         return (~(in_rows[:, :, None] & in_cols[:, None, :])).unsqueeze(1)
 
-    score = method_score(score, target, "logit")
+    target = unit_target(model, x, target, unit, "occlusion")
+    score = unit_or_score(score, target, "logit")
     indices, clean = clean_forward(model, x, target, score)
     scores = masked_scores(model, x, target, indices, len(corners), masks, base, batch_size=batch_size,
                            memory_budget=memory_budget, progress=progress, desc="occlusion", score=score)
     return OcclusionDrops(clean[:, None] - torch.stack(scores), clean, corners, (wh, ww), score)
 
 
-@register("occlusion", family="perturbation", paper="Zeiler & Fergus, 2014", region=True)
+@register("occlusion", family="perturbation", paper="Zeiler & Fergus, 2014", region=True,
+          kinds=("image", "tabular", "tokens"))
 def occlusion(
     model: nn.Module,
     x: torch.Tensor,
@@ -122,18 +131,24 @@ def occlusion(
     *,
     window: Any = None,
     stride: Any = None,
-    baseline: Any = 0.0,
+    baseline: Any = None,
     score: str | None = None,
     batch_size: int | str = "auto",
     memory_budget: int | None = None,
     progress: bool = True,
+    unit: Any = None,
 ) -> torch.Tensor:
     """Drop of the target score when a ``window`` patch is replaced by ``baseline``, averaged
     over the windows covering each pixel: ``(N, 1, H, W)``, positive where hiding hurts.
 
     ``window``/``stride`` are ints or (height, width) pairs (default: a seventh of the shorter
     side, stride half the window); the last row and column of windows touch the image edge.
-    ``baseline``: a number, ``"mean"``, ``"blur"`` (sigma half the window) or a tensor.
+    ``baseline``: a number (default 0), ``"mean"``, ``"blur"`` (sigma half the window) or a tensor.
+    On tabular rows and token ids (module docstring) the map is ``(N, F)`` / ``(N, L)``, ``window``
+    and ``stride`` count features or tokens (default 1), and the baseline is the background (rows)
+    or the mask/pad id (tokens). ``unit=(layer, channel[, position])`` explains that unit's activation
+    instead of a class score (captured in each forward; ``target`` stays None), as for every
+    perturbation method.
     ``score``: the logit (default), ``"probability"`` (Zeiler & Fergus plot the probability of
     the correct class) or ``"log-probability"``. Hiding is not removing: a black square is a new
     pattern in the image and can *raise* the score (docs/perturbation.md measures how often);
@@ -145,6 +160,44 @@ def occlusion(
     >>> see.attribute(model, x[:2], "occlusion", target=y[:2], window=8, stride=4).shape
     torch.Size([2, 1, 32, 32])
     """
+    if as_boundary(model, x).kind in ("tabular", "tokens"):
+        return occlusion_positions(model, x, target, window=window, stride=stride, baseline=baseline, score=score,
+                                   batch_size=batch_size, memory_budget=memory_budget, progress=progress, unit=unit)
     d = occlusion_drops(model, x, target, window=window, stride=stride, baseline=baseline, score=score,
-                        batch_size=batch_size, memory_budget=memory_budget, progress=progress)
+                        batch_size=batch_size, memory_budget=memory_budget, progress=progress, unit=unit)
     return d.averaged(tuple(x.shape[2:]))
+
+
+def occlusion_positions(model: Any, x: torch.Tensor, target: Any = None, *, window: Any = None, stride: Any = None,
+                        baseline: Any = None, score: str | None = None, batch_size: int | str = "auto",
+                        memory_budget: int | None = None, progress: bool = True, unit: Any = None) -> torch.Tensor:
+    """Occlusion over the features of tabular rows or the tokens of token ids: ``(N, P)`` mean drops.
+
+    >>> import seethrough as see
+    >>> net = torch.nn.Linear(3, 2)
+    >>> b = see.boundary(net, kind="tabular", background=torch.zeros(4, 3))
+    >>> x = torch.tensor([[1., 2., 3.]])
+    >>> a = occlusion_positions(b, x, target=0, progress=False)
+    >>> torch.allclose(a, net.weight[0] * x, atol=1e-6)       # a linear model: w_j (x_j − mean background_j)
+    True
+    """
+    p = positions(model, x, baseline, "occlusion")
+    w = 1 if window is None else window
+    if isinstance(w, bool) or not isinstance(w, int) or not 1 <= w <= p.size:
+        raise ValueError(f"window on {p.b.kind} input is a number of {'features' if p.b.kind == 'tabular' else 'tokens'} "
+                         f"from 1 to {p.size}, got {window!r}")
+    st = w if stride is None else stride
+    if isinstance(st, bool) or not isinstance(st, int) or st < 1:
+        raise ValueError(f"stride must be an int ≥ 1, got {stride!r}")
+    starts = torch.tensor(window_positions(p.size, w, st))
+    at = torch.arange(p.size)
+    hidden = (at >= starts[:, None]) & (at < starts[:, None] + w)  # (windows, P)
+    target = unit_target(p.b, x, target, unit, "occlusion")
+    score = unit_or_score(score, target, "logit")
+    indices, clean = clean_forward(p.b, x, target, score)
+    scores = position_scores(p, target, indices, len(starts), lambda _, k: ~hidden[k], batch_size=batch_size,
+                             memory_budget=memory_budget, progress=progress, desc="occlusion", score=score)
+    drops = clean[:, None] - torch.stack(scores)  # (N, windows)
+    h = hidden.to(device=x.device, dtype=drops.dtype)
+    out = (drops @ h) / h.sum(0)
+    return out * p.real

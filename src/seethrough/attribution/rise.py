@@ -1,4 +1,10 @@
-"""RISE (Petsiuk, Das & Saenko, 2018): average random smooth masks weighted by the score they leave."""
+"""RISE (Petsiuk, Das & Saenko, 2018): average random smooth masks weighted by the score they leave.
+
+On tabular rows and token ids there is no neighbourhood to smooth over: a mask keeps each feature
+(token) independently with probability ``p``, hidden features take the background's values (the
+score is the mean over the background rows), hidden tokens the mask/pad id (:mod:`.masking`), and
+the map is ``(N, F)`` / ``(N, L)`` (padding: 0).
+"""
 from __future__ import annotations
 
 from typing import Any
@@ -7,9 +13,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..boundary import as_boundary
 from .common import check_positive_int
-from ..targets import method_score
-from .masking import clean_forward, masked_scores, resolve_baseline
+from .masking import clean_forward, masked_scores, position_scores, positions, resolve_baseline, unit_or_score, unit_target
 from .registry import register
 
 
@@ -44,7 +50,8 @@ class RiseMasks:
         return up.gather(3, cols).clamp_(0, 1)  # bilinear rounding may overshoot 1 by an ulp
 
 
-@register("rise", family="perturbation", paper="Petsiuk, Das & Saenko, 2018", region=True, score="probability")
+@register("rise", family="perturbation", paper="Petsiuk, Das & Saenko, 2018", region=True, score="probability",
+          kinds=("image", "tabular", "tokens"))
 def rise(
     model: nn.Module,
     x: torch.Tensor,
@@ -53,12 +60,13 @@ def rise(
     n_samples: int = 2000,
     cells: int = 7,
     p: float = 0.5,
-    baseline: Any = 0.0,
+    baseline: Any = None,
     seed: int = 0,
     score: str | None = None,
     batch_size: int | str = "auto",
     memory_budget: int | None = None,
     progress: bool = True,
+    unit: Any = None,
 ) -> torch.Tensor:
     """RISE saliency ``Σ_i f(x ⊙ M_i) M_i / (n_samples · p)``: ``(N, 1, H, W)``.
 
@@ -66,7 +74,8 @@ def rise(
     the same masks (``seed``) serve every image, so an image gets the same map alone or in any
     batch. Hidden pixels take the ``baseline`` (default 0, black, as in the paper). ``f`` is the
     target's softmax **probability** by default (``score="probability"``, as the paper and its
-    reference code); ``score="logit"`` or ``"log-probability"`` on request.
+    reference code); ``score="logit"`` or ``"log-probability"`` on request. ``unit=(layer, channel[,
+    position])`` explains that unit's activation instead (``target`` None).
 
     >>> import seethrough as see
     >>> x, y = see.zoo.digits("test")
@@ -78,12 +87,16 @@ def rise(
     check_positive_int("cells", cells)
     if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 < p < 1:
         raise ValueError(f"p (the probability of keeping a cell) must be in (0, 1), got {p!r}")
+    target = unit_target(model, x, target, unit, "rise")
+    if as_boundary(model, x).kind in ("tabular", "tokens"):
+        return _rise_positions(model, x, target, n_samples=n_samples, p=p, baseline=baseline, seed=seed, score=score,
+                               batch_size=batch_size, memory_budget=memory_budget, progress=progress)
     h, w = x.shape[2:]
     if cells > min(h, w):
         raise ValueError(f"cells={cells} is finer than the image ({h}×{w}); choose cells ≤ {min(h, w)}")
-    base = resolve_baseline(x, baseline)
+    base = resolve_baseline(x, 0.0 if baseline is None else baseline)
     make = RiseMasks(n_samples, (h, w), cells=cells, p=p, seed=seed)
-    score = method_score(score, target, "probability")
+    score = unit_or_score(score, target, "probability")
     indices, _ = clean_forward(model, x, target, score)
     scores = torch.stack(masked_scores(model, x, target, indices, n_samples, lambda _, k: make(k), base,
                                        batch_size=batch_size, memory_budget=memory_budget, progress=progress,
@@ -95,3 +108,16 @@ def rise(
         m = make(k).view(len(k), -1).to(device=x.device, dtype=x.dtype)
         total += scores[:, k.to(x.device)] @ m
     return (total / (n_samples * p)).view(x.shape[0], 1, h, w)
+
+
+def _rise_positions(model, x, target, *, n_samples, p, baseline, seed, score, batch_size, memory_budget, progress):
+    pos = positions(model, x, baseline, "rise")
+    g = torch.Generator().manual_seed(seed)
+    masks = torch.rand(n_samples, pos.size, generator=g) < p  # the same masks for every sample: batch-invariant
+    score = unit_or_score(score, target, "probability")
+    indices, _ = clean_forward(pos.b, x, target, score)
+    scores = torch.stack(position_scores(pos, target, indices, n_samples, lambda _, k: masks[k], batch_size=batch_size,
+                                         memory_budget=memory_budget, progress=progress, desc="rise", score=score))
+    dtype = x.dtype if x.is_floating_point() else scores.dtype
+    out = scores.to(dtype) @ masks.to(device=x.device, dtype=dtype) / (n_samples * p)
+    return out * pos.real

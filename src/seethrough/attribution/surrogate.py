@@ -25,9 +25,10 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from ..targets import method_score
+from ..boundary import Boundary, as_boundary
 from .common import check_positive_int
-from .masking import clean_forward, masked_scores, resolve_baseline
+from .masking import (Positions, clean_forward, masked_scores, position_scores, positions, resolve_baseline, unit_or_score,
+                      unit_target)
 from .registry import register
 from .superpixels import resolve_segments
 
@@ -36,9 +37,9 @@ from .superpixels import resolve_segments
 class SuperpixelExplanation:
     """A surrogate explanation: the map, the per-superpixel weights and the superpixels."""
 
-    map: torch.Tensor  # (N, 1, H, W): each pixel carries its superpixel's weight
+    map: torch.Tensor  # (N, 1, H, W): each pixel carries its superpixel's weight; (N, F) rows, (N, L) tokens
     weights: torch.Tensor  # (N, K): weight of superpixel k (0 beyond an image's own count)
-    segments: torch.Tensor  # (N, H, W) int64 labels 0..K-1
+    segments: torch.Tensor  # (N, H, W) int64 labels 0..K-1; (N, P) for rows and tokens
     intercept: torch.Tensor  # (N,): LIME's intercept; KernelSHAP's f(baseline)
     n_features: list[int]  # superpixels per image
     score: str | None = None  # what f was: "logit", "probability", "log-probability"; None for a callable target
@@ -55,8 +56,13 @@ def _explain(model, x, target, sample: Sampler, fit: Fitter, *, segments, n_segm
     check_positive_int("n_samples", n_samples, 2)
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise ValueError(f"seed must be an int, got {seed!r}")
-    seg = resolve_segments(x, segments, n_segments)
-    base = resolve_baseline(x, baseline)
+    b = as_boundary(model, x)
+    if b.kind == "image":
+        seg = resolve_segments(x, "slic" if segments is None else segments, n_segments)
+        base = resolve_baseline(x, 0.0 if baseline is None else baseline)
+    else:
+        pos = positions(b, x, baseline, desc)
+        seg = position_segments(pos, segments)
     ks = [int(s.max()) + 1 for s in seg]
     # One stream per image, the same for every image: the draws never depend on the batch.
     drawn = [sample(k, n_samples, torch.Generator().manual_seed(seed)) for k in ks]
@@ -65,21 +71,67 @@ def _explain(model, x, target, sample: Sampler, fit: Fitter, *, segments, n_segm
     for i, (z, _) in enumerate(drawn):
         bits[i, : len(z), : z.shape[1]] = z.float()
     seg_cpu = seg.cpu()
-    h, w = x.shape[2:]
+    counts = [len(z) for z, _ in drawn]
+    indices, _ = clean_forward(b, x, target, score)
+    if b.kind == "image":
+        h, w = x.shape[2:]
 
-    def masks(img: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
-        return torch.gather(bits[img, s], 1, seg_cpu[img].view(len(img), -1)).view(len(img), 1, h, w)
+        def masks(img: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+            return torch.gather(bits[img, s], 1, seg_cpu[img].view(len(img), -1)).view(len(img), 1, h, w)
 
-    indices, _ = clean_forward(model, x, target, score)
-    scores = masked_scores(model, x, target, indices, [len(z) for z, _ in drawn], masks, base, batch_size=batch_size,
-                           memory_budget=memory_budget, progress=progress, desc=desc, score=score)
+        scores = masked_scores(b if isinstance(model, Boundary) else model, x, target, indices, counts, masks, base,
+                               batch_size=batch_size, memory_budget=memory_budget, progress=progress, desc=desc, score=score)
+    else:
+        def keep(img: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+            return torch.gather(bits[img, s], 1, seg_cpu[img]) > 0.5
+
+        scores = position_scores(pos, target, indices, counts, keep, batch_size=batch_size, memory_budget=memory_budget,
+                                 progress=progress, desc=desc, score=score)
     weights = torch.zeros(len(ks), kmax, dtype=torch.float64)
     intercepts = torch.zeros(len(ks), dtype=torch.float64)
     for i, ((z, wt), y) in enumerate(zip(drawn, scores)):  # one small linear fit per image
         weights[i, : ks[i]], intercepts[i] = fit(z.double(), wt, y.double().cpu())
-    weights = weights.to(device=x.device, dtype=x.dtype)
-    attr = torch.gather(weights, 1, seg.view(len(ks), -1)).view(len(ks), 1, h, w)
-    return SuperpixelExplanation(attr, weights, seg, intercepts.to(device=x.device, dtype=x.dtype), ks, score)
+    # the input's dtype; for token ids (integers) the dtype of the model's scores
+    weights = weights.to(device=x.device, dtype=x.dtype if x.is_floating_point() else scores[0].dtype)
+    attr = torch.gather(weights, 1, seg.view(len(ks), -1)).view(len(ks), *seg.shape[1:])
+    if b.kind == "image":
+        attr = attr.unsqueeze(1)
+    else:
+        attr = attr * pos.real  # padding is never switched: it carries nothing
+    return SuperpixelExplanation(attr, weights, seg, intercepts.to(device=x.device, dtype=weights.dtype), ks, score)
+
+
+def position_segments(p: Positions, segments: Any = None) -> torch.Tensor:
+    """``(N, P)`` labels ``0..K_i − 1``: which interpretable feature each position of a row or sequence belongs to.
+
+    ``None``: every feature of a row, every real token of a sequence is its own; a label tensor ``(P,)``
+    or ``(N, P)`` groups positions (words made of several tokens, one-hot columns of one variable).
+    Labels are renumbered over each sample's real positions (padding gets label 0 and is never switched).
+
+    >>> from seethrough.boundary import boundary
+    >>> b = boundary(nn.Embedding(9, 2), kind="tokens", pad_id=0)
+    >>> ids = torch.tensor([[5, 6, 7, 0]])
+    >>> position_segments(positions(b, ids, None, "lime"), torch.tensor([4, 4, 9, 9])).tolist()
+    [[0, 0, 1, 0]]
+    """
+    n, size = p.x.shape[0], p.size
+    if segments is None:
+        labels = torch.arange(size, device=p.x.device).expand(n, size)
+    elif isinstance(segments, torch.Tensor) and not segments.is_floating_point() and segments.dim() in (1, 2) \
+            and segments.shape[-1] == size and (segments.dim() == 1 or segments.shape[0] in (1, n)):
+        labels = segments.long().to(p.x.device).expand(n, size)
+    else:
+        got = tuple(segments.shape) if isinstance(segments, torch.Tensor) else repr(segments)
+        what = "features" if p.b.kind == "tabular" else "tokens"
+        raise ValueError(f"segments on {p.b.kind} input must be None (each of the {size} {what}) or an integer label "
+                         f"tensor of shape ({size},) or (N, {size}) grouping them; got {got}")
+    out = torch.zeros(n, size, dtype=torch.long, device=p.x.device)
+    for i in range(n):  # relabel over the real positions only (a per-sample detail, not a model call)
+        real = p.real[i]
+        if not real.any():
+            raise ValueError(f"sample {i} has no real tokens to switch (all padding)")
+        out[i, real] = torch.unique(labels[i, real], return_inverse=True)[1]
+    return out
 
 
 def weighted_ridge(z: torch.Tensor, y: torch.Tensor, weight: torch.Tensor, alpha: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -110,16 +162,17 @@ def lime(
     target: Any = None,
     *,
     n_samples: int = 1000,
-    segments: Any = "slic",
+    segments: Any = None,
     n_segments: int = 50,
     kernel_width: float = 0.25,
     alpha: float = 1.0,
-    baseline: Any = 0.0,
+    baseline: Any = None,
     seed: int = 0,
     score: str | None = None,
     batch_size: int | str = "auto",
     memory_budget: int | None = None,
     progress: bool = True,
+    unit: Any = None,
 ) -> SuperpixelExplanation:
     """LIME (Ribeiro et al., 2016) on superpixels: a weighted ridge fit of the target score.
 
@@ -128,8 +181,10 @@ def lime(
     exponential kernel on the cosine distance; ``alpha`` the ridge penalty; masked
     superpixels take the ``baseline`` (number, ``"mean"``, ``"blur"`` or tensor). The score is
     the target's softmax **probability** by default (``score="probability"``, as the paper and
-    the ``lime`` package), or ``"logit"`` / ``"log-probability"``. ``seed`` fixes the on/off
+    the ``lime`` package), or ``"logit"`` / ``"log-probability"``. ``unit=(layer, channel[, position])`` explains that
+    unit's activation instead (``target`` None). ``seed`` fixes the on/off
     patterns, the same for every image of the batch.
+    On rows and token ids: module docstring; ``segments=None`` there means every feature or real token.
 
     >>> import seethrough as see
     >>> x, y = see.zoo.digits("test")
@@ -149,8 +204,9 @@ def lime(
         weight = torch.sqrt(torch.exp(-(distance**2) / kernel_width**2))
         return weighted_ridge(z, y, weight, alpha)
 
+    target = unit_target(model, x, target, unit, "lime")
     return _explain(model, x, target, _lime_sample, fit, segments=segments, n_segments=n_segments, n_samples=n_samples,
-                    baseline=baseline, seed=seed, score=method_score(score, target, "probability"),
+                    baseline=baseline, seed=seed, score=unit_or_score(score, target, "probability"),
                     batch_size=batch_size, memory_budget=memory_budget, progress=progress, desc="lime")
 
 
@@ -203,14 +259,15 @@ def kernel_shap(
     target: Any = None,
     *,
     n_samples: int = 1000,
-    segments: Any = "slic",
+    segments: Any = None,
     n_segments: int = 50,
-    baseline: Any = 0.0,
+    baseline: Any = None,
     seed: int = 0,
     score: str | None = None,
     batch_size: int | str = "auto",
     memory_budget: int | None = None,
     progress: bool = True,
+    unit: Any = None,
 ) -> SuperpixelExplanation:
     """KernelSHAP (Lundberg & Lee, 2017) on superpixels: Shapley values of the target score.
 
@@ -220,6 +277,17 @@ def kernel_shap(
     Shapley values are defined for any score, the logit keeps them additive in the model's
     last layer). Other options as :func:`lime`.
 
+    With a background (tabular rows) the weights add up to ``f(x) − mean_b f(b)``; with ``2^F ≤
+    n_samples`` they are the exact Shapley values of ``v(S) = mean_b f(x_S, b_~S)``, which for a linear
+    model is ``w_j (x_j − mean(b)_j)``:
+
+    >>> import seethrough as see
+    >>> lin = torch.nn.Linear(3, 2).double()
+    >>> bg = torch.randn(10, 3, dtype=torch.float64); row = torch.randn(1, 3, dtype=torch.float64)
+    >>> phi = see.attribute(lin, row, "kernel-shap", target=1, kind="tabular", background=bg, n_samples=8)
+    >>> torch.allclose(phi, lin.weight[1] * (row - bg.mean(0)))
+    True
+
     >>> import seethrough as see
     >>> x, y = see.zoo.digits("test")
     >>> model, _ = see.zoo.load("lenet-digits")
@@ -228,16 +296,19 @@ def kernel_shap(
     >>> bool(torch.isclose(e.weights.sum(), gap, atol=1e-4))
     True
     """
+    target = unit_target(model, x, target, unit, "kernel-shap")
     return _explain(model, x, target, _shap_sample, _shap_fit, segments=segments, n_segments=n_segments,
-                    n_samples=n_samples, baseline=baseline, seed=seed, score=method_score(score, target, "logit"),
+                    n_samples=n_samples, baseline=baseline, seed=seed, score=unit_or_score(score, target, "logit"),
                     batch_size=batch_size, memory_budget=memory_budget, progress=progress, desc="kernel-shap")
 
 
-@register("lime", family="perturbation", paper="Ribeiro, Singh & Guestrin, 2016", region=True, score="probability")
+@register("lime", family="perturbation", paper="Ribeiro, Singh & Guestrin, 2016", region=True, score="probability",
+          kinds=("image", "tabular", "tokens"))
 def _lime_map(model: nn.Module, x: torch.Tensor, target: Any = None, **options: Any) -> torch.Tensor:
     return lime(model, x, target, **options).map
 
 
-@register("kernel-shap", family="perturbation", paper="Lundberg & Lee, 2017", region=True)
+@register("kernel-shap", family="perturbation", paper="Lundberg & Lee, 2017", region=True,
+          kinds=("image", "tabular", "tokens"))
 def _shap_map(model: nn.Module, x: torch.Tensor, target: Any = None, **options: Any) -> torch.Tensor:
     return kernel_shap(model, x, target, **options).map

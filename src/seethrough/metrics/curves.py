@@ -168,7 +168,9 @@ def curve_metric(name: str, model: nn.Module, x: torch.Tensor, attribution: torc
                  batch_size: int | str, progress: bool) -> CurveResult:
     """Shared checks, ordering, the curve, the random-ranking curves and the summary."""
     from ..attribution.common import resolve_target
+    from ..boundary import image_only
 
+    model = image_only(model, f"{name} curves over pixels")  # rows and tokens: deletion/insertion (.positions)
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     check_images(x, model=model)

@@ -8,6 +8,7 @@ from torch import nn
 
 from ..attribution.common import make_baseline
 from .curves import CurveResult, auc, curve_metric
+from .positions import on_positions, position_curve
 
 
 def deletion(model: nn.Module, x: torch.Tensor, attribution: torch.Tensor, target: Any = None, *,
@@ -18,7 +19,9 @@ def deletion(model: nn.Module, x: torch.Tensor, attribution: torch.Tensor, targe
     Petsiuk et al.'s protocol by default: the explained class's probability, pixels ranked by the
     map (summed over channels) and replaced by ``baseline`` (black) a fixed number per step —
     ``steps=None`` is one image row's worth of pixels per step (``W`` steps); ``patch=p`` ranks
-    ``p``×``p`` squares instead of pixels.
+    ``p``×``p`` squares instead of pixels. On tabular rows and token ids (a boundary, or the fields as
+    keywords of the boundary) the units are features or tokens and a removed one takes the background
+    mean or the mask/pad id (:mod:`seethrough.metrics.positions`); ``steps=None`` is one unit per step.
 
     >>> import seethrough as see
     >>> model, _ = see.zoo.load("lenet-digits")
@@ -28,6 +31,10 @@ def deletion(model: nn.Module, x: torch.Tensor, attribution: torch.Tensor, targe
     >>> bool((r.score < r.random_score).all())
     True
     """
+    if on_positions(model, x):  # tabular rows or token ids: features/tokens take the background mean / mask id
+        return position_curve("deletion", model, x, attribution, target, insert=False,
+                              baseline=None if isinstance(baseline, str) else baseline, steps=steps, score=score,
+                              n_random=n_random, seed=seed, batch_size=batch_size, progress=progress)
     base = make_baseline(x, baseline)
     return curve_metric("deletion", model, x, attribution, target, start=x.detach(), end=base, order="morf",
                         steps=steps, patch=patch, score=score, summary=auc, n_random=n_random, seed=seed,

@@ -58,6 +58,9 @@ def infidelity(model: nn.Module, x: torch.Tensor, attribution: torch.Tensor, tar
     >>> see.metrics.infidelity(lin, x, g, 0, n_samples=8, progress=False).values.abs().max().item() < 1e-10
     True
     """
+    from ..boundary import image_only
+
+    model = image_only(model, 'infidelity perturbations (in pixel units)')  # rows and tokens: one line, not a traceback
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     check_images(x, model=model)

@@ -8,6 +8,7 @@ from torch import nn
 
 from ..attribution.common import make_baseline
 from .curves import CurveResult, auc, curve_metric
+from .positions import on_positions, position_curve
 
 
 def insertion(model: nn.Module, x: torch.Tensor, attribution: torch.Tensor, target: Any = None, *,
@@ -18,7 +19,8 @@ def insertion(model: nn.Module, x: torch.Tensor, attribution: torch.Tensor, targ
 
     Starts from ``start`` (a blurred copy of ``x`` by default, σ = ``blur_sigma`` or 1/10 of the
     shorter side; ``"black"``, a number or a tensor also work) and copies pixels of ``x`` in, most
-    relevant first; steps and patches as in :func:`~seethrough.metrics.deletion`.
+    relevant first; steps and patches as in :func:`~seethrough.metrics.deletion` (also for tabular rows and
+    token ids: features or tokens, from the background mean or the mask/pad id).
 
     >>> import seethrough as see
     >>> model, _ = see.zoo.load("lenet-digits")
@@ -28,6 +30,10 @@ def insertion(model: nn.Module, x: torch.Tensor, attribution: torch.Tensor, targ
     >>> bool((r.score > r.random_score).all())
     True
     """
+    if on_positions(model, x):  # tabular rows or token ids: start from the background mean / the mask id
+        return position_curve("insertion", model, x, attribution, target, insert=True,
+                              baseline=None if isinstance(start, str) else start, steps=steps, score=score,
+                              n_random=n_random, seed=seed, batch_size=batch_size, progress=progress)
     first = make_baseline(x, start, blur_sigma)
     return curve_metric("insertion", model, x, attribution, target, start=first, end=x.detach(), order="morf",
                         steps=steps, patch=patch, score=score, summary=auc, n_random=n_random, seed=seed,

@@ -32,6 +32,9 @@ def max_sensitivity(model: nn.Module, x: torch.Tensor, method: Explainer = "sali
     >>> see.metrics.max_sensitivity(model, x[:2], constant, progress=False).values.tolist()
     [0.0, 0.0]
     """
+    from ..boundary import image_only
+
+    model = image_only(model, 'max-sensitivity perturbations (in pixel units)')  # rows and tokens: one line, not a traceback
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     if isinstance(radius, bool) or not isinstance(radius, (int, float)) or not radius > 0:

@@ -86,6 +86,9 @@ def road(model: nn.Module, x: torch.Tensor, attribution: torch.Tensor, target: A
     >>> tuple(r.curve.shape)
     (1, 3)
     """
+    from ..boundary import image_only
+
+    model = image_only(model, 'ROAD curves (remove and debias, over pixels)')  # rows and tokens: one line, not a traceback
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     check_images(x, model=model)

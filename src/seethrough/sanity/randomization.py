@@ -22,13 +22,14 @@ from __future__ import annotations
 
 import copy
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Sequence
 
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from ..boundary import Boundary, as_boundary
 from ..hooks import hooks
 from ..layers import resolve_layer
 from .common import Explainer, explain, fixed_target, score_maps
@@ -158,6 +159,13 @@ def randomization(model: nn.Module, x: torch.Tensor, method: Explainer = "salien
         raise ValueError("metrics must name at least one of " + ", ".join(METRICS))
     for m in metrics:
         _check_metric(m)
+    if isinstance(model, Boundary) or (isinstance(model, nn.Module) and isinstance(x, torch.Tensor) and x.dim() == 2):
+        b = as_boundary(model, x)
+        if b.kind in ("tabular", "tokens"):  # rows and sequences: a copy of the boundary on the copied model
+            return _randomization_positions(b, x, method, target, mode, layers,
+                                            ("spearman", "spearman_abs") if metrics == METRICS else metrics, seed,
+                                            progress, method_options)
+        model = b.model
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     if not any(True for _ in model.parameters()):
@@ -178,5 +186,45 @@ def randomization(model: nn.Module, x: torch.Tensor, method: Explainer = "salien
         maps.append(m)
         scores.append(score_maps(original, m, metrics))
     edge = score_maps(original, sobel(x), metrics)
+    name = method if isinstance(method, str) else getattr(method, "__name__", "custom")
+    return SanityResult(name, mode, steps, metrics, torch.stack(scores), edge, original, torch.stack(maps), x.detach())
+
+
+def _randomization_positions(b: Boundary, x: torch.Tensor, method: Explainer, target: Any, mode: str,
+                             layers: Sequence[str] | None, metrics: tuple[str, ...], seed: int, progress: bool,
+                             options: dict[str, Any]) -> SanityResult:
+    """:func:`randomization` on tabular rows or token ids: maps ``(N, F)`` / ``(N, L)`` are compared by rank
+    (Spearman of the signed and absolute maps; SSIM and HOG are image measures and refused); ``edge`` is NaN
+    (there is no edge detector for a row)."""
+    from ..attribution.masking import clean_forward
+
+    bad = [m for m in metrics if m not in ("spearman", "spearman_abs")]
+    if bad:
+        raise ValueError(f"metric(s) {', '.join(bad)} compare pictures; on {b.kind} input use 'spearman' or 'spearman_abs'")
+    b.check(x)
+    if not any(True for _ in b.model.parameters()):
+        raise ValueError("the model has no parameters: there is nothing to randomise")
+    idx, _ = clean_forward(b, x, target)
+    target = target if idx is None else idx
+    as_maps = lambda a: a.reshape(a.shape[0], 1, 1, -1)  # noqa: E731 - (N, P) as one-row pictures for similarity
+    original = explain(b, x, method, target, options)
+    twin = replace(b, model=copy.deepcopy(b.model))  # the user's model is never modified
+    with hooks(twin.model, capture=[n for n, m in twin.model.named_modules()
+                                    if n and any(True for _ in m.parameters(recurse=False))], detach=True) as rec, \
+            torch.no_grad():
+        twin.call(x[:1], torch.zeros(1, dtype=torch.long))
+    order = list(dict.fromkeys(rec.order)) or [""]
+    steps = _check_layers(twin.model, order, layers)
+    index = {n: i for i, n in enumerate(order)}
+    trained = {k: v.clone() for k, v in twin.model.state_dict().items()}
+    maps, scores = [], []
+    for name in tqdm(steps, desc=f"randomising ({mode})", disable=not progress or not sys.stderr.isatty(), leave=False):
+        if mode == "independent":
+            twin.model.load_state_dict(trained)
+        randomize_layer(twin.model if name == "" else resolve_layer(twin.model, name), layer_seed(seed, index[name]))
+        m = explain(twin, x, method, target, options)
+        maps.append(m)
+        scores.append(score_maps(as_maps(original), as_maps(m), metrics))
+    edge = torch.full((len(metrics), x.shape[0]), float("nan"), dtype=torch.float64)
     name = method if isinstance(method, str) else getattr(method, "__name__", "custom")
     return SanityResult(name, mode, steps, metrics, torch.stack(scores), edge, original, torch.stack(maps), x.detach())
