@@ -48,7 +48,7 @@ datasets:
 
 # The README's explorer pictures, taken by the browser tests themselves.
 screenshots: $(VENV)/.installed-test chromium
-	SEETHROUGH_SCREENSHOTS=docs/img/explorer $(PY) -m pytest -q -m browser tests/web/test_browser.py
+	SEETHROUGH_SCREENSHOTS=docs/img/explorer $(PY) -m pytest -q -m browser tests/web/test_browser.py tests/web/test_text_view.py
 
 bench: $(VENV)/.installed-bench datasets
 	$(PY) benchmarks/run.py

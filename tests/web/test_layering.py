@@ -27,6 +27,9 @@ ALLOWED_FROM_SEETHROUGH = {
     "seethrough.scan.atlas": {"unit_page_data", "check_model"},  # the unit atlas page data; the scanned weights' check
     "seethrough.scan.views": {"as_result"},  # a stored scan (folder or result), read for the unit view and projector
     "seethrough.zoo": {"to_image", "to_rgb"},
+    "seethrough.text": {"attention_maps", "probe"},  # the text view: attention maps, the probe curves
+    "seethrough.text.explain": {"ATTENTION_METHODS", "explain_text"},  # a sentence's tokens scored by a method
+    "seethrough.zoo.text": {"similarity"},  # minilm-l6's cosine with the pair sentence, on the session's own encoder
 }
 FORBIDDEN_MODULES = ("torch.autograd", "torch.nn.functional", "torch.func", "sklearn", "openTSNE", "umap", "scipy",
                      "numpy.linalg", "captum")

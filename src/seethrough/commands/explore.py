@@ -29,7 +29,9 @@ def explore(
                                         "`seethrough scan -o`): the unit view and the projector read it"),
 ):
     """Serve an interactive explorer of the model: predictions, activations, units, attribution,
-    embeddings and adversarial examples, on this machine only by default."""
+    embeddings and adversarial examples, on this machine only by default. A text model (minilm-l6-topics, or
+    minilm-l6 for the similarity of a pair) gets the text view: type a sentence, see its words coloured by a
+    method, its attention by layer and head, and the probe curves."""
     try:
         from seethrough.web.app import create_app
         from seethrough.web.server import serve
@@ -39,7 +41,7 @@ def explore(
         raise ValueError(f"{EXTRA} ({e})") from None
     import torch
 
-    from seethrough.web.session import attach_scan, session_for
+    from seethrough.web.session import TEXT_MODELS, attach_scan, session_for
 
     if not 0 <= port <= 65535:
         raise ValueError(f"--port must be a whole number from 0 to 65535 (0 picks a free one), got {port}")
@@ -49,6 +51,9 @@ def explore(
         torch.set_num_threads(threads)
     if workers < 1:
         raise ValueError(f"--workers must be at least 1, got {workers}")
+    if model in TEXT_MODELS and (images is not None or scan is not None):  # refused before the model loads
+        raise ValueError(f"{model} is a text model: its explorer reads sentences typed in the page; --images and "
+                         "--scan are for image models")
     loaded = load(model, arch, unsafe_pickle, sha256)  # read once, here, from the user's own command line
     session = session_for(loaded.model, loaded.preprocess, name=loaded.name, labels=loaded.labels, images=images)
     if scan is not None:  # read and checked before the server starts: a bad folder is one line, exit 2

@@ -33,7 +33,7 @@ from ..adversarial import ATTACKS
 from ..attribution import METHODS
 from ..embed import METHODS as PROJECTIONS
 from ..progress import report
-from . import views
+from . import textviews, views
 from .cache import Cache
 from .guard import Guard, new_token
 from .jobs import Busy, Jobs
@@ -46,8 +46,13 @@ MULTIPART_SLACK = 64 * 1024  # headers and boundaries around the file in a multi
 INT32 = (-2**31, 2**31 - 1)  # wide enough for any class, channel or sample size; never an OverflowError below
 BOUNDS = {"seed": (0, 2**32 - 1), "seq": (0, 2**53)}
 MAX_TEXT = 256
+MAX_SENTENCE = 8192  # characters of a typed sentence: room for the model's 512 tokens, whose limit the library checks
 _INT = re.compile(r"-?[0-9]{1,20}")
 JSON = "application/json"
+
+
+class Sentence(str):
+    """A query parameter that is typed text (a sentence), allowed up to ``MAX_SENTENCE`` characters."""
 
 
 class Superseded(Exception):
@@ -111,6 +116,10 @@ def value_of(name: str, raw: str, typ: type) -> Any:
         if not math.isfinite(value) or len(raw) > 40:
             raise HTTPException(400, f"{name} must be a finite number, e.g. 2 or 0.5, got {raw[:40]!r}")
         return value
+    if typ is Sentence:
+        if len(raw) > MAX_SENTENCE:
+            raise HTTPException(400, f"{name} is {len(raw)} characters long; at most {MAX_SENTENCE} are allowed")
+        return raw
     if len(raw) > MAX_TEXT:
         raise HTTPException(400, f"{name} is {len(raw)} characters long; at most {MAX_TEXT} are allowed")
     return raw
@@ -163,6 +172,12 @@ def create_app(session: Session, *, cache_budget: int = 512 * 2**20, workers: in
         "scan_units": (views.scan_units, {"layer": str}, False),
         "scan_unit": (views.scan_unit, {"layer": str, "channel": int}, True),
         "scan_projection": (views.scan_projection, {"layer": str, "method": (str, "pca"), "seed": (int, 0)}, False),
+        # a text model's view (sentences typed in the page; docs/text.md)
+        "text_tokens": (textviews.tokens, {"text": Sentence, "method": str, "pair": (Sentence, None),
+                                           "target": (int, None)}, True),
+        "text_attention": (textviews.attention, {"text": Sentence, "layer": (int, 0), "head": (int, -1)}, True),
+        "text_model_view": (textviews.model_view, {"text": Sentence}, True),
+        "text_probe": (textviews.probe_curves, {}, True),
     }
     scan_summary = views.scan_summary(session)
 
@@ -226,7 +241,10 @@ def create_app(session: Session, *, cache_budget: int = 512 * 2**20, workers: in
                             for a in ATTACKS.values() if "eps" in a.defaults],
                 "attacks_without_eps": [a for a, spec in ATTACKS.items() if "eps" not in spec.defaults],
                 "projections": _projections(), "eps_grid": [float(e) for e in views.EPS_GRID],
-                "data": 0 if session.data is None else len(session.data[0]), "scan": scan_summary}
+                "data": 0 if session.data is None else len(session.data[0]), "scan": scan_summary,
+                "text": None if session.text is None else {
+                    "task": session.text, "methods": textviews.methods(), "labels": session.labels or [],
+                    "max_tokens": getattr(session.preprocess, "max_length", None)}}
 
     @app.get("/api/stats")
     async def stats() -> dict[str, Any]:

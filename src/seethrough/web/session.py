@@ -20,6 +20,7 @@ from ..inspect import summary
 from .uploads import FORMATS, UploadError, content_hash, decode_image
 
 DIGIT_MODELS = ("lenet-digits", "logreg-digits")
+TEXT_MODELS = {"minilm-l6-topics": "topics", "minilm-l6": "similarity"}  # the zoo's text models → their task
 
 
 @dataclass
@@ -35,6 +36,7 @@ class Session:
     data: tuple[torch.Tensor, torch.Tensor] | None = None
     max_uploads: int = 64
     scan: object = None  # a see.scan result: the unit view reads the scanned layers' examples from it
+    text: str | None = None  # a text model's task ("topics", "similarity"): the text view, no images
     _uploads: OrderedDict = field(default_factory=OrderedDict, init=False, repr=False)
     _guard: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
     _layers: list | None = field(default=None, init=False, repr=False)
@@ -43,7 +45,7 @@ class Session:
     def __post_init__(self) -> None:
         if not isinstance(self.model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(self.model).__name__}")
-        if not self.inputs:
+        if not self.inputs and self.text is None:
             raise ValueError("the explorer needs at least one input image (inputs= or images=)")
         # The views show the model in eval mode (no dropout, BatchNorm's running statistics);
         # every module's own flag is kept so restore_modes() gives the user's model back as found.
@@ -96,10 +98,14 @@ class Session:
 
     @property
     def shape(self) -> tuple[int, ...]:
+        if not self.inputs:  # a text session: sentences of any length up to the model's 512 tokens
+            return ()
         return tuple(next(iter(self.inputs.values())).shape[1:])
 
     def layers(self) -> list[dict]:
         """Every named module whose output is a tensor, in definition order, with its shape."""
+        if self._layers is None and not self.inputs:  # a text session: the text view needs no layer list
+            self._layers = []
         if self._layers is None:
             infos = summary(self.model, next(iter(self.inputs.values())), containers=True)
             self._layers = [{"name": i.name, "kind": i.kind, "shape": list(i.output_shape)}
@@ -122,7 +128,12 @@ def session_for(model: nn.Module, preprocess: Callable, *, name: str = "model", 
                 images: str | Path | dict | None = None, data: tuple[torch.Tensor, torch.Tensor] | None = None) -> Session:
     """Fill in bundled inputs and a data set where the caller gave none: the digits test set for
     one-channel 32×32 models, scikit-image's photos and foolbox's 20 labelled ImageNet photos for
-    three-channel ones."""
+    three-channel ones. A zoo text model (``minilm-l6-topics``, ``minilm-l6``) gets a text session: sentences
+    typed in the page, no images."""
+    if name in TEXT_MODELS:
+        if images is not None or data is not None:
+            raise ValueError(f"{name} is a text model: it reads sentences typed in the explorer, not --images or data")
+        return Session(model, preprocess, name, list(labels) if labels else None, {}, None, text=TEXT_MODELS[name])
     inputs = _inputs(images, preprocess) if images is not None else None
     if inputs is None or data is None:
         probe = _default_inputs(preprocess, name)

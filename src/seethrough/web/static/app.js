@@ -151,9 +151,9 @@ async function loadAttribution() {
     $("#attr-caption").textContent = `${r.method} (${r.family}; ${r.paper}) for class ${r.target} · ${r.label}`;
     const b = r.badge;
     $("#badge-rows").innerHTML = [
-      [`ρ with the top layer (${b.top_layer}) randomised`, fmt(b.randomized_top, 2), "lower is better (the map should depend on the model)"],
-      ["deletion AUC", `${fmt(b.deletion, 3)} vs random ${fmt(b.deletion_random, 3)}`, "lower is better"],
-      ["insertion AUC", `${fmt(b.insertion, 3)} vs random ${fmt(b.insertion_random, 3)}`, "higher is better"],
+      [`ρ with the top layer (${b.top_layer}) randomised`, b.randomized_top === null ? "undefined (a constant map has no ranking)" : fmt(b.randomized_top, 2), "lower is better (the map should depend on the model)"],
+      [`deletion AUC (to ${b.reference || "blur"})`, `${fmt(b.deletion, 3)} vs least-relevant-first ${fmt(b.deletion_lerf, 3)} (random ${fmt(b.deletion_random, 3)})`, "lower is better"],
+      [`insertion AUC (from ${b.reference || "blur"})`, `${fmt(b.insertion, 3)} vs random ${fmt(b.insertion_random, 3)}`, "higher is better"],
     ].map((row) => `<tr>${row.map((c) => `<td>${c}</td>`).join("")}</tr>`).join("");
     $("#badge-verdict").textContent = b.verdict;
   });
@@ -225,13 +225,89 @@ async function loadEps() {
   });
 }
 
+// ---------------------------------------------------------------- 7. text (a text model's only view)
+function textParams() {
+  const p = { text: $("#text-input").value };
+  if (!$("#pair-label").hidden) p.pair = $("#pair-input").value;
+  return p;
+}
+
+async function loadTextTokens() {
+  const n = next("text-tokens");
+  const params = { ...textParams(), method: $("#text-method").value, target: $("#text-target").value };
+  $("#text-words").innerHTML = ""; $("#text-tokens").innerHTML = ""; $("#text-caption").textContent = "";
+  await guarded("text", async () => {
+    const r = await runJob("text", "text_tokens", params, "text-tokens");
+    if (!r || !current("text-tokens", n)) return;
+    const extra = Object.entries(r.extra).filter(([, v]) => typeof v === "number").map(([k, v]) => `${k} ${v.toExponential(2)}`);
+    $("#text-caption").textContent = `${r.method}: each word's score for ${r.explains} (sum of its pieces; red raises it, blue lowers it; hover for the value)${extra.length ? " · " + extra.join(", ") : ""}`;
+    $("#text-words").innerHTML = r.words_html;  // tokens_html escapes every token
+    $("#text-words").dataset.method = r.method;
+    $("#text-tokens").innerHTML = r.tokens_html;
+  });
+}
+
+async function loadAttention() {
+  const n = next("text-attention");
+  const params = { text: $("#text-input").value, layer: $("#att-layer").value, head: $("#att-head").value };
+  await guarded("text", async () => {
+    const r = await api(`/api/text_attention?${query(params)}`);
+    if (!r || !current("text-attention", n)) return;
+    if ($("#att-layer").options.length !== r.layers) { fill($("#att-layer"), [...Array(r.layers).keys()]); $("#att-layer").value = r.layer; }
+    if ($("#att-head").options.length !== r.heads + 1) {
+      fill($("#att-head"), [-1, ...Array(r.heads).keys()], (h) => h, (h) => (h < 0 ? "mean" : h)); $("#att-head").value = r.head;
+    }
+    $("#att-head-view").src = r.image;
+    $("#att-caption").textContent = `head view: layer ${r.layer}, ${r.head < 0 ? "mean of the heads" : `head ${r.head}`} (queries left, keys right)`;
+  });
+}
+
+async function loadModelView() {
+  const n = next("text-model-view");
+  await guarded("text", async () => {
+    const r = await runJob("text", "text_model_view", { text: $("#text-input").value }, "text-model-view");
+    if (r && current("text-model-view", n)) $("#att-model-view").src = r.image;
+  });
+}
+
+async function loadProbe() {
+  const n = next("text-probe");
+  await guarded("text", async () => {
+    const r = await runJob("text", "text_probe", {}, "text-probe");
+    if (!r || !current("text-probe", n)) return;
+    $("#probe-plot").src = r.image;
+    $("#probe-caption").textContent = `held-out accuracy of a linear probe per layer on ${r.n} generated sentences per set (dashed: control task); computed once per session`;
+  });
+}
+
+function loadText() { loadTextTokens(); loadAttention(); loadModelView(); }
+
+function startText(info) {
+  document.querySelectorAll("nav a").forEach((a) => { a.hidden = a.getAttribute("href") !== "#text"; });
+  document.querySelectorAll("header label").forEach((l) => { l.hidden = true; });
+  const t = info.text;
+  fill($("#text-method"), t.methods);
+  $("#pair-label").hidden = t.task !== "similarity";
+  $("#text-target-label").hidden = t.task === "similarity";
+  fill($("#text-target"), ["", ...t.labels.keys()], (i) => i, (i) => (i === "" ? "predicted" : `${i} · ${t.labels[i]}`));
+  $("#text-form").onsubmit = (e) => { e.preventDefault(); loadText(); };
+  $("#text-method").onchange = loadTextTokens;
+  $("#text-target").onchange = loadTextTokens;
+  $("#att-layer").onchange = $("#att-head").onchange = loadAttention;
+  $("#probe-run").onclick = loadProbe;
+  window.addEventListener("hashchange", show);
+  document.body.dataset.ready = "true";
+  show();
+}
+
 // ---------------------------------------------------------------- navigation and start-up
-const loaders = { input: loadInput, activations: loadActivations, units: loadUnit, attribution: loadAttribution, projector: loadProjection, adversarial: () => { loadFlip(); loadEps(); } };
+const loaders = { input: loadInput, activations: loadActivations, units: loadUnit, attribution: loadAttribution, projector: loadProjection, adversarial: () => { loadFlip(); loadEps(); }, text: loadText };
 const loadedFor = {};
 
 function show() {
   const id = (location.hash || "#input").slice(1);
-  const view = loaders[id] ? id : "input";
+  const text = Boolean(state.info && state.info.text);  // a text model has the text view only; an image model all but it
+  const view = text ? "text" : loaders[id] && id !== "text" ? id : "input";
   document.querySelectorAll(".view").forEach((s) => s.classList.toggle("shown", s.id === view));
   document.querySelectorAll("nav a").forEach((a) => a.classList.toggle("active", a.getAttribute("href") === `#${view}`));
   const key = `${state.input}|${view === "units" ? JSON.stringify(state.unit) : ""}`;
@@ -260,6 +336,7 @@ async function upload(file) {
 async function start() {
   const info = state.info = await api("/api/info");
   $("#model-name").textContent = info.model;
+  if (info.text) { startText(info); return; }
   fill($("#input-select"), info.inputs);
   fill($("#layer-select"), info.layers, (l) => l.name, (l) => `${l.name} · ${l.kind} ${l.shape.join("×")}`);
   fill($("#proj-layer"), info.layers, (l) => l.name, (l) => l.name);
