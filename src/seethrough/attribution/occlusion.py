@@ -5,6 +5,12 @@ and a hidden feature takes the background's values (the score is the mean over t
 rows, :mod:`.masking`); on token ids it slides over the tokens and a hidden token becomes the
 ``mask_id`` (else ``pad_id``). The map is ``(N, F)`` or ``(N, L)``: each position's mean drop over
 the windows covering it (padding: 0, never hidden).
+
+With ``layer=`` (:func:`occlusion_layer`, "layer occlusion" or ablation) the hidden things are the units of
+that layer's output instead of input positions: each channel of a conv map (all its positions at once),
+each hidden feature of token states ``(N, L, D)`` (at every token), each column of ``(N, F)``, replaced by
+the baseline (zero unless ``baseline=`` says otherwise), the forward continuing from the replaced
+activation (``hooks(replace=...)``, the rest of the pass from ``x``: :mod:`.where`). The map is ``(N, units)``.
 """
 from __future__ import annotations
 
@@ -14,7 +20,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..boundary import as_boundary
+from ..batching import bytes_per_item, model_key, run_batched
+from ..boundary import as_boundary, token_states
+from ..targets import method_score
 from .masking import clean_forward, masked_scores, position_scores, positions, resolve_baseline, unit_or_score, unit_target
 from .registry import register
 
@@ -137,6 +145,7 @@ def occlusion(
     memory_budget: int | None = None,
     progress: bool = True,
     unit: Any = None,
+    layer: str | None = None,
 ) -> torch.Tensor:
     """Drop of the target score when a ``window`` patch is replaced by ``baseline``, averaged
     over the windows covering each pixel: ``(N, 1, H, W)``, positive where hiding hurts.
@@ -148,7 +157,8 @@ def occlusion(
     and ``stride`` count features or tokens (default 1), and the baseline is the background (rows)
     or the mask/pad id (tokens). ``unit=(layer, channel[, position])`` explains that unit's activation
     instead of a class score (captured in each forward; ``target`` stays None), as for every
-    perturbation method.
+    perturbation method. ``layer="conv2"`` occludes the units of that layer's output instead of
+    input patches and returns ``(N, units)`` (:func:`occlusion_layer`).
     ``score``: the logit (default), ``"probability"`` (Zeiler & Fergus plot the probability of
     the correct class) or ``"log-probability"``. Hiding is not removing: a black square is a new
     pattern in the image and can *raise* the score (docs/perturbation.md measures how often);
@@ -159,7 +169,15 @@ def occlusion(
     >>> model, _ = see.zoo.load("lenet-digits")
     >>> see.attribute(model, x[:2], "occlusion", target=y[:2], window=8, stride=4).shape
     torch.Size([2, 1, 32, 32])
+    >>> see.attribute(model, x[:2], "occlusion", target=y[:2], layer="conv2").shape   # one score per channel
+    torch.Size([2, 16])
     """
+    if layer is not None:
+        if window is not None or stride is not None:
+            raise ValueError("window= and stride= slide over the input; with layer= each unit (channel) of the layer "
+                             "is occluded whole: leave window and stride out")
+        return occlusion_layer(model, x, target, layer=layer, baseline=baseline, score=score, batch_size=batch_size,
+                               memory_budget=memory_budget, progress=progress, unit=unit)
     if as_boundary(model, x).kind in ("tabular", "tokens"):
         return occlusion_positions(model, x, target, window=window, stride=stride, baseline=baseline, score=score,
                                    batch_size=batch_size, memory_budget=memory_budget, progress=progress, unit=unit)
@@ -201,3 +219,66 @@ def occlusion_positions(model: Any, x: torch.Tensor, target: Any = None, *, wind
     h = hidden.to(device=x.device, dtype=drops.dtype)
     out = (drops @ h) / h.sum(0)
     return out * p.real
+
+
+def occlusion_layer(model: Any, x: torch.Tensor, target: Any = None, *, layer: str, baseline: Any = None,
+                    score: str | None = None, batch_size: int | str = "auto", memory_budget: int | None = None,
+                    progress: bool = True, unit: Any = None) -> torch.Tensor:
+    """Layer occlusion (ablation): the drop ``clean − occluded`` of the target score when one unit of
+    ``layer``'s output is replaced by the baseline, for every unit: ``(N, units)``.
+
+    A unit is a channel of a conv map ``(N, C, *positions)`` (occluded at all its positions), a hidden
+    feature of token states ``(N, L, D)`` (at every token) or a column of ``(N, F)``. ``baseline``: a
+    number (default 0, "switched off") or a tensor in the layer's output space that broadcasts to it —
+    unlike integrated gradients' input-space baseline, as Captum's ``LayerFeatureAblation`` takes it.
+    One forward per (sample, unit), continuing from the replaced activation; batched across samples.
+
+    >>> net = torch.nn.Sequential(torch.nn.Linear(2, 3), torch.nn.ReLU(), torch.nn.Linear(3, 1))
+    >>> x = torch.tensor([[1.0, -2.0]])
+    >>> a = occlusion_layer(net, x, 0, layer="1", progress=False)
+    >>> torch.allclose(a, net[2].weight[0] * net[:2](x), atol=1e-6)  # after the ReLU the net is linear: w_c a_c
+    True
+    """
+    from .where import resolve, scores_at, values_of, where
+
+    w = where(model, x, layer=layer, unit=unit, method="occlusion")  # unknown layer, layer+unit, TorchScript: one line
+    score = method_score(score, target, "logit")
+    indices = resolve(w, x, target)
+    act = values_of(w, x)
+    tokens = token_states(w.b, x, act)
+    if act.dim() < 2:
+        raise ValueError(f"layer {layer!r} has output shape {tuple(act.shape)}: occlusion with layer= needs (N, units, ...)")
+    axis = act.dim() - 1 if tokens else 1
+    units = act.shape[axis]
+    base = _layer_baseline(baseline, act, layer)
+    clean = scores_at(w, act, x, target, indices, score)
+    shape = [1] * act.dim()
+    shape[axis] = units
+
+    def evaluate(start: int, stop: int) -> torch.Tensor:
+        item = torch.arange(start, stop, device=x.device)
+        s, u = item // units, item % units
+        hide = (torch.arange(units, device=x.device) == u[:, None]).view(-1, *shape[1:])  # (k, ..., units, ...)
+        v = torch.where(hide, base[s], act[s])
+        return scores_at(w, v, x[s], target, None if indices is None else indices[s], score, rows=s)
+
+    occluded = run_batched(evaluate, x.shape[0] * units, batch_size=batch_size, item_bytes=bytes_per_item(x, "forward"),
+                           memory_budget=memory_budget, key=model_key(w.b.model, x, f"forward-layer-{layer}"),
+                           progress=progress, desc="occlusion", device=x.device)
+    return clean[:, None] - occluded.view(x.shape[0], units)
+
+
+def _layer_baseline(baseline: Any, act: torch.Tensor, layer: str) -> torch.Tensor:
+    """The layer-space baseline, broadcast to the activations ``act``."""
+    if baseline is None:
+        baseline = 0.0
+    if isinstance(baseline, (int, float)) and not isinstance(baseline, bool):
+        return torch.full_like(act, float(baseline))
+    if isinstance(baseline, torch.Tensor):
+        try:
+            return torch.broadcast_to(baseline.to(device=act.device, dtype=act.dtype), act.shape)
+        except RuntimeError:
+            pass
+    what = tuple(baseline.shape) if isinstance(baseline, torch.Tensor) else repr(baseline)
+    raise ValueError(f"with layer= the baseline is a number (default 0) or a tensor that broadcasts to layer {layer!r}'s "
+                     f"output {tuple(act.shape)}; got {what}")
