@@ -144,3 +144,17 @@ def test_torchscript_is_refused_by_every_method_that_needs_hooks_and_layer_unit(
             see.attribute(scripted, x, "saliency", **how)
     # What does not need hooks still runs, and equals the eager model.
     torch.testing.assert_close(see.attribute(scripted, x, "grad-x-input"), see.attribute(eager, x, "grad-x-input"))
+
+
+@pytest.mark.parametrize("method", ["saliency", "integrated-gradients", "occlusion"])
+def test_trust_with_layer_or_unit_is_one_clear_line(method):
+    # the badge deletes input pixels: it cannot check an attribution to a layer's units
+    model, _ = see.zoo.load("lenet-digits")
+    x, _ = see.zoo.digits("test")
+    with untouched(model):
+        with pytest.raises(ValueError, match="trust=True checks a map over the input's pixels.*layer="):
+            see.attribute(model, x[:1], method, 3, trust=True, layer="conv2")
+        with pytest.raises(ValueError, match="trust=True checks a map over the input's pixels.*unit="):
+            see.attribute(model, x[:1], method, trust=True, unit=("conv2", 3))
+    a, badge = see.attribute(model, x[:1], "gradcam", 3, trust=True, layer="conv2")  # CAM's layer= is where it reads
+    assert a.shape == (1, 1, 32, 32) and len(badge.verdict) == 1

@@ -94,6 +94,11 @@ def attribute(model: nn.Module | Boundary, x: torch.Tensor, method: str, target:
         if b.kind != "image":
             raise ValueError(f"trust=True (the trust badge: top-layer randomisation, deletion and insertion over pixels) "
                              f"is defined for image inputs; this input is {b.kind} — call without trust=True")
+        inner = "unit=" if options.get("unit") is not None else (
+            "layer=" if options.get("layer") is not None and spec.family != "cam" else None)  # CAM's layer= is where its map is read
+        if inner:
+            raise ValueError(f"trust=True checks a map over the input's pixels; {method} with {inner} attributes to a "
+                             "layer's units — call without trust=True (or without " + inner + ")")
         from ..sanity.badge import trust_badge
 
         a = spec.fn(arg, x, target, **options)
