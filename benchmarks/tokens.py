@@ -15,26 +15,15 @@ import argparse
 import datetime
 import os
 import platform
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 import seethrough as see
 
-SENTENCE = "The striker scored a late goal in the pouring rain."
-
-
-def median_time(fn, repeats: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
+sys.path.insert(0, str(Path(__file__).parent))
+from text import SENTENCE, median_time  # noqa: E402  (benchmarks/text.py: the same sentence and timer)
 
 
 def compare(name: str, model, ids, mask, pad_id: int, emb, forward, repeats: int, steps: int = 50) -> str:

@@ -42,14 +42,6 @@ def kernel_shap(model, x, bg, names, n_samples=256, seed=0):
                          background=bg, n_samples=n_samples, seed=seed, progress=False)
 
 
-def one_line(res, *fragments):
-    assert res.exit_code == 2, (res.exit_code, res.output, res.exception)
-    lines = [ln for ln in res.output.splitlines() if ln.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in res.output, res.output
-    for f in fragments:
-        assert f in lines[0], (f, lines[0])
-
-
 # --- one row: the waterfall ends at the model's score (KernelSHAP's efficiency) ----------------------
 
 
@@ -223,31 +215,7 @@ def test_explain_csv_explains_every_row_in_any_column_order(tmp_path, data):
     assert [from_csv[n] for n in names] == [from_row[n] for n in names]
 
 
-def test_explain_rows_bad_input_is_one_line_exit_2(tmp_path):
-    names = tab.feature_names()
-    good = ",".join(names)
-    bad_cols = tmp_path / "bad.csv"
-    bad_cols.write_text(good.replace("mean radius", "radius") + "\n" + ",".join(["1"] * 30) + "\n")
-    one_line(runner.invoke(app, ["explain", "-m", "mlp-breast-cancer", "--csv", str(bad_cols), "-o", str(tmp_path / "o")]),
-             "do not match the model's 30 features", "missing mean radius", "unexpected radius")
-    short = tmp_path / "short.csv"
-    short.write_text(",".join(names[:29]) + "\n" + ",".join(["1"] * 29) + "\n")
-    one_line(runner.invoke(app, ["explain", "-m", "mlp-breast-cancer", "--csv", str(short)]), "missing worst fractal dimension")
-    text = tmp_path / "text.csv"
-    text.write_text(good + "\n" + ",".join(["1"] * 29 + ["big"]) + "\n")
-    one_line(runner.invoke(app, ["explain", "-m", "mlp-breast-cancer", "--csv", str(text)]), "'big' is not a number")
-    one_line(runner.invoke(app, ["explain", "-m", "mlp-breast-cancer", "--csv", str(tmp_path / "nope.csv")]),
-             "no such file", "nope.csv")
-    one_line(runner.invoke(app, ["explain", "-m", "mlp-breast-cancer", "--row", "143"]),
-             "--row 143 is out of range: the held-out set has 143 rows (0..142)")
-    one_line(runner.invoke(app, ["explain", "-m", "mlp-breast-cancer", "--row", "-1"]), "--row -1 is out of range")
-    one_line(runner.invoke(app, ["explain", "-m", "lenet-digits", "--row", "3"]), "lenet-digits is not one")
-    one_line(runner.invoke(app, ["explain", "-m", "mlp-breast-cancer", "--row", "3", "--csv", str(bad_cols)]),
-             "not both")
-    one_line(runner.invoke(app, ["explain", "-m", "mlp-breast-cancer"]), "give an IMAGE to explain, or --row N / --csv FILE")
-    one_line(runner.invoke(app, ["explain", "-m", "mlp-breast-cancer", "--row", "3", "--method", "saliencyy"]),
-             "unknown method(s) saliencyy")
-    assert not (tmp_path / "o").exists()  # nothing written for refused input
+# The CLI's bad-input lines for rows are tested in tests/test_tabular_helpers.py.
 
 
 def test_explain_rows_leaves_a_train_mode_model_untouched(tmp_path, model):
