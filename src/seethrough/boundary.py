@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from .hooks import Recorder, hooks
-from .inputs import check_finite, check_images, check_matches_model
+from .inputs import check_finite, check_images, check_matches_model, first_conv
 from .outputs import OUTPUT_HINT, OutputSelector, select_output
 
 KINDS = ("image", "tabular", "tokens", "tensor")
@@ -242,6 +242,10 @@ def as_boundary(model: nn.Module | Boundary, x: object = None, **how: Any) -> Bo
     how = dict(how)
     if how.get("kind") is None:
         how["kind"] = infer_kind(x)
+        if how["kind"] != "image" and isinstance(first_conv(model), nn.Conv2d):
+            # a model that starts with a 2-D convolution takes images: a (C, H, W) image without its batch
+            # dimension or a gray (N, H, W) batch gets the image checks' hint, not a shape error inside the model
+            how["kind"] = "image"
     return boundary(model, **how)
 
 

@@ -134,7 +134,10 @@ def _maps(model: nn.Module, x: torch.Tensor, target: Any, layer: str | None, sco
         (g,) = torch.autograd.grad(read_scores(b, out, target, idx, score).sum(), a, allow_unused=True)
     g = torch.zeros_like(a) if g is None else g
     maps, drop = position_maps(a.detach(), b.kind, x, name, cls_token)
-    return maps, position_maps(g, b.kind, x, name, cls_token)[0], b.select(out).detach(), idx, drop
+    # the selected scores are needed for a class target (CAM's classifier row); a callable target read the
+    # raw output itself, which may be a tuple with no selector
+    selected = b.select(out).detach() if idx is not None or b.output is not None else None
+    return maps, position_maps(g, b.kind, x, name, cls_token)[0], selected, idx, drop
 
 
 def _finish(m: torch.Tensor, x: torch.Tensor, upsample: bool, rectify: bool, model: Any = None, drop: int = 0,

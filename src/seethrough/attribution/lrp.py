@@ -37,7 +37,7 @@ from torch.nn.utils.stateless import _reparametrize_module
 from ..boundary import Boundary
 from ..hooks import hooks
 from ..layers import resolve_layer
-from ..outputs import class_output
+from ..outputs import OUTPUT_HINT, select_output
 from ..targets import method_score, target_indices, target_scores
 from .canonize import fold_batchnorm
 from .common import check_nonneg_float, reject_unknown
@@ -170,7 +170,8 @@ def _assignment(model: nn.Module, composite: str | Composite, overrides: Mapping
 
 def lrp_relevances(model: nn.Module, x: torch.Tensor, target: Any = None, *, composite: str | Composite = "epsilon-plus-flat",
                    rules: Mapping | None = None, epsilon: float = 1e-6, gamma: float = 0.25,
-                   canonize: bool = True, score: str | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+                   canonize: bool = True, score: str | None = None, output: Any = None,
+                   ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """LRP attribution plus, per rule layer, the summed input relevance ``(N,)`` (for conservation checks).
 
     Returns ``(attribution, {layer name: relevance sum per sample})``; the layers are listed from
@@ -212,7 +213,7 @@ def lrp_relevances(model: nn.Module, x: torch.Tensor, target: Any = None, *, com
         else:
             # Relevance out ⊙ seed = the chosen score at the target, 0 elsewhere. For the logit the
             # seed is exactly 1 (no division); otherwise score / logit (every rule is linear in it).
-            out = class_output(out)  # a tuple or dict output: one line on what to pass instead
+            out = select_output(out, output, hint=OUTPUT_HINT)  # a dict's "logits" by name; a tuple: one line
             idx = target_indices(out.detach(), target).view(-1, 1)
             logit = out.detach().gather(1, idx)
             value = target_scores(out.detach(), target, idx.view(-1), score).view(-1, 1)
@@ -243,15 +244,16 @@ def lrp(model: nn.Module, x: torch.Tensor, target: Any = None, **options: Any) -
     True
     """
     reject_unknown("lrp", options, ("composite", "rules", "epsilon", "gamma", "canonize", "score"))
-    return lrp_relevances(_plain_model(model), x, target, **options)[0]
+    module, output = _plain_model(model)
+    return lrp_relevances(module, x, target, output=output, **options)[0]
 
 
-def _plain_model(model: nn.Module | Boundary) -> nn.Module:
-    """The module LRP runs as ``model(x)``: tabular rows and tensors go through any stack of Linear, conv and
-    activation layers; extra forward arguments and output selectors are refused in one line."""
+def _plain_model(model: nn.Module | Boundary) -> tuple[nn.Module, Any]:
+    """The module LRP runs as ``model(x)`` and the boundary's output selector: tabular rows and tensors go through
+    any stack of Linear, conv and activation layers; extra forward arguments are refused in one line."""
     if not isinstance(model, Boundary):
-        return model
-    if model.extra or model.static or model.output is not None:
-        raise ValueError("lrp runs the model as model(x) on a plain (N, classes) output: extra forward arguments and "
-                         "output selectors are not supported by it; use deeplift or integrated-gradients")
-    return model.model
+        return model, None
+    if model.extra or model.static:
+        raise ValueError("lrp runs the model as model(x): extra forward arguments are not supported by it; "
+                         "use deeplift or integrated-gradients")
+    return model.model, model.output
