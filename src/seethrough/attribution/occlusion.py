@@ -23,6 +23,7 @@ from torch import nn
 from ..batching import bytes_per_item, model_key, run_batched
 from ..boundary import as_boundary, token_states
 from ..targets import method_score
+from .incremental import incremental_scores
 from .masking import clean_forward, masked_scores, position_scores, positions, resolve_baseline, unit_or_score, unit_target
 from .registry import register
 
@@ -99,7 +100,8 @@ class OcclusionDrops:
 
 def occlusion_drops(model: nn.Module, x: torch.Tensor, target: Any = None, *, window: Any = None, stride: Any = None,
                     baseline: Any = None, score: str | None = None, batch_size: int | str = "auto",
-                    memory_budget: int | None = None, progress: bool = True, unit: Any = None) -> OcclusionDrops:
+                    memory_budget: int | None = None, progress: bool = True, unit: Any = None,
+                    incremental: bool | str = False, projection: float | None = None) -> OcclusionDrops:
     """The per-window drops behind :func:`occlusion` (same options): which positions lower the
     score, which raise it, and by how much.
 
@@ -125,8 +127,14 @@ def occlusion_drops(model: nn.Module, x: torch.Tensor, target: Any = None, *, wi
     target = unit_target(model, x, target, unit, "occlusion")
     score = unit_or_score(score, target, "logit")
     indices, clean = clean_forward(model, x, target, score)
-    scores = masked_scores(model, x, target, indices, len(corners), masks, base, batch_size=batch_size,
-                           memory_budget=memory_budget, progress=progress, desc="occlusion", score=score)
+    tau = _projection(incremental, projection, unit)
+    scores = None
+    if tau is not False:  # Krypton's incremental inference (.incremental); None back: it cannot, run dense
+        scores, _ = incremental_scores(model, x, target, indices, corners, (wh, ww), base, score=score, projection=tau,
+                                       batch_size=batch_size, memory_budget=memory_budget, progress=progress)
+    if scores is None:
+        scores = masked_scores(model, x, target, indices, len(corners), masks, base, batch_size=batch_size,
+                               memory_budget=memory_budget, progress=progress, desc="occlusion", score=score)
     return OcclusionDrops(clean[:, None] - torch.stack(scores), clean, corners, (wh, ww), score)
 
 
@@ -146,6 +154,8 @@ def occlusion(
     progress: bool = True,
     unit: Any = None,
     layer: str | None = None,
+    incremental: bool | str = False,
+    projection: float | None = None,
 ) -> torch.Tensor:
     """Drop of the target score when a ``window`` patch is replaced by ``baseline``, averaged
     over the windows covering each pixel: ``(N, 1, H, W)``, positive where hiding hurts.
@@ -163,6 +173,10 @@ def occlusion(
     the correct class) or ``"log-probability"``. Hiding is not removing: a black square is a new
     pattern in the image and can *raise* the score (docs/perturbation.md measures how often);
     :func:`occlusion_drops` gives the drop of every window.
+    ``incremental=True`` (images only) recomputes only the part of each layer a patch changes
+    (Krypton, Nakandala et al. 2019; :mod:`.incremental`): the same map as dense occlusion, up to
+    float rounding, in fewer operations. ``incremental="approximate"`` (or ``projection=τ`` in (0, 1])
+    caps each layer's update box at ``τ`` of the map (default τ = 0.5), trading exactness for speed.
 
     >>> import seethrough as see
     >>> x, y = see.zoo.digits("test")
@@ -178,12 +192,36 @@ def occlusion(
                              "is occluded whole: leave window and stride out")
         return occlusion_layer(model, x, target, layer=layer, baseline=baseline, score=score, batch_size=batch_size,
                                memory_budget=memory_budget, progress=progress, unit=unit)
+    if incremental is not False and as_boundary(model, x).kind != "image":
+        raise ValueError(f"incremental= applies to image occlusion (patches of a feature map); this input is "
+                         f"{as_boundary(model, x).kind}: leave incremental out")
     if as_boundary(model, x).kind in ("tabular", "tokens"):
         return occlusion_positions(model, x, target, window=window, stride=stride, baseline=baseline, score=score,
                                    batch_size=batch_size, memory_budget=memory_budget, progress=progress, unit=unit)
     d = occlusion_drops(model, x, target, window=window, stride=stride, baseline=baseline, score=score,
-                        batch_size=batch_size, memory_budget=memory_budget, progress=progress, unit=unit)
+                        batch_size=batch_size, memory_budget=memory_budget, progress=progress, unit=unit,
+                        incremental=incremental, projection=projection)
     return d.averaged(tuple(x.shape[2:]))
+
+
+def _projection(incremental: Any, projection: Any, unit: Any) -> float | None | bool:
+    """``False`` (dense), ``None`` (exact incremental) or the projection threshold τ, checked."""
+    if incremental not in (False, True, "approximate"):
+        raise ValueError(f"incremental must be False, True or 'approximate', got {incremental!r}")
+    if projection is not None and incremental is False:
+        raise ValueError("projection= caps the update boxes of incremental occlusion: pass incremental='approximate'")
+    if incremental is False:
+        return False
+    if unit is not None:
+        raise ValueError("incremental= explains class scores; with unit= leave incremental out")
+    if incremental == "approximate":
+        tau = 0.5 if projection is None else projection
+        if isinstance(tau, bool) or not isinstance(tau, (int, float)) or not 0 < tau <= 1:
+            raise ValueError(f"projection is a fraction of each map in (0, 1], got {projection!r}")
+        return float(tau)
+    if projection is not None:
+        raise ValueError("projection= makes occlusion approximate: pass incremental='approximate' with it")
+    return None
 
 
 def occlusion_positions(model: Any, x: torch.Tensor, target: Any = None, *, window: Any = None, stride: Any = None,
