@@ -26,6 +26,6 @@ from .distill import Surrogate, distill  # the function shadows the subpackage, 
 from .web import explore  # fastapi is imported only when the explorer starts
 from .scan import scan  # the function shadows the subpackage, like embed; dask is imported only by engine="dask"
 
-__version__ = "0.1.0"
+from ._version import __version__  # noqa: E402  (its own module: report and web stamp it)
 
 __all__ = ["boundary", "Boundary", "attribute", "METHODS", "render", "zoo", "inspect", "report", "predict", "Prediction", "hooks", "Recorder", "layer_names", "resolve_layer", "target_indices", "target_scores", "integrated_gradients", "IGResult", "lime", "kernel_shap", "superpixels", "SuperpixelExplanation", "optimize", "visualize", "dream", "invert", "Visualization", "Inversion", "embed", "Embedding", "activations", "filters", "hyperplanes", "layer_stats", "topk", "weight_health", "ATTACKS", "AttackResult", "attack", "sphere_test", "transfer", "train_patch", "adversarial_training", "robust_accuracy", "sanity", "metrics", "progress", "explore", "scan", "text", "__version__"]

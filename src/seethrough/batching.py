@@ -17,9 +17,9 @@ import time
 from typing import Any, Callable, Hashable, Sequence
 
 import torch
-from tqdm.auto import tqdm
+from tqdm.auto import tqdm  # the notebook widget in a Jupyter kernel with ipywidgets, like progress.bar
 
-from .progress import report
+from .progress import report, visible
 
 _CHOSEN: dict[Hashable, int] = {}
 _PROBE_SIZES = (1, 4, 8, 16, 32, 64, 128, 256)
@@ -94,7 +94,8 @@ def run_batched(
     concatenated (dataset scans) and ``None`` is returned. ``item_bytes`` is the memory one
     item needs; with ``memory_budget`` (default: :func:`default_memory_budget` of ``device``)
     it caps the batch. An explicit ``batch_size`` wins over the probing (still halved on
-    out-of-memory). The progress bar appears only for runs over two seconds on a terminal;
+    out-of-memory). The progress bar appears only for runs over two seconds, where
+    :func:`seethrough.progress.visible` allows it (a terminal or a notebook);
     every finished batch is also sent to :func:`seethrough.progress.report` as
     ``(desc, items done, n)``, bar or not.
 
@@ -128,7 +129,8 @@ def run_batched(
     parts: list[Any] = []
     timings: dict[int, float] = {}
     desc = desc or "batches"
-    bar = tqdm(total=n, desc=desc, delay=2.0, disable=not progress or not sys.stderr.isatty(), leave=False)
+    # Drawn by seethrough.progress's rule (a terminal or a notebook, SEETHROUGH_PROGRESS, --quiet).
+    bar = tqdm(total=n, desc=desc, delay=2.0, disable=not visible(progress, sys.stderr), leave=False)
     start = 0
     try:
         while start < n:

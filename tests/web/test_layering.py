@@ -17,6 +17,7 @@ import seethrough.web as web
 
 ALLOWED_FROM_SEETHROUGH = {
     "seethrough": {"__version__", "render", "zoo"},
+    "seethrough._version": {"__version__"},  # the version's own module: importing it from seethrough was a cycle
     "seethrough.adversarial": {"ATTACKS", "attack"},
     "seethrough.attribution": {"METHODS", "attribute"},
     "seethrough.embed": {"METHODS", "embed", "max_perplexity", "nearest"},

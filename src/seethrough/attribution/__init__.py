@@ -7,7 +7,7 @@ Every method is registered in :data:`METHODS` and called the same way::
 from __future__ import annotations
 
 import difflib
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -25,6 +25,24 @@ from . import cam  # noqa: F401,E402  # registers: cam, gradcam, gradcam++, guid
 from . import perturbation  # noqa: F401,E402  # registers: occlusion, lime, kernel-shap, rise
 
 __all__ = ["attribute", "METHODS", "Method", "register", "registered"]
+
+# The trust badge is a layer above attribution: it randomises the model and runs deletion and
+# insertion, which call attribute() again. So attribution does not import it; seethrough.sanity.badge
+# hands its function over here when it is imported (seethrough/__init__ imports sanity, and any
+# ``import seethrough.<x>`` runs that first), and ``trust=True`` calls it. No import cycle (issue 19).
+_TRUST_BADGE: Callable[..., Any] | None = None
+
+
+def set_trust_badge(fn: Callable[..., Any]) -> None:
+    """Install ``fn(model, x, method, target, attribution, **options)`` as what ``trust=True`` calls
+    (done by :mod:`seethrough.sanity.badge`; a test may install its own and restore the old one).
+
+    >>> import seethrough.sanity.badge as b
+    >>> set_trust_badge(b.trust_badge); _TRUST_BADGE is b.trust_badge
+    True
+    """
+    global _TRUST_BADGE
+    _TRUST_BADGE = fn
 
 
 def registered(method: str) -> Method:
@@ -99,8 +117,8 @@ def attribute(model: nn.Module | Boundary, x: torch.Tensor, method: str, target:
         if inner:
             raise ValueError(f"trust=True checks a map over the input's pixels; {method} with {inner} attributes to a "
                              "layer's units — call without trust=True (or without " + inner + ")")
-        from ..sanity.badge import trust_badge
-
+        if _TRUST_BADGE is None:
+            raise RuntimeError("trust=True needs the trust badge: import seethrough (or seethrough.sanity) first")
         a = spec.fn(arg, x, target, **options)
-        return a, trust_badge(arg, x, method, target, a, **options)
+        return a, _TRUST_BADGE(arg, x, method, target, a, **options)
     return spec.fn(arg, x, target, **options)

@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from seethrough.cli import ArchOpt, ModelOpt, ShaOpt, UnsafeOpt, app, load
+from .base import ArchOpt, ModelOpt, ShaOpt, UnsafeOpt, app, load
 
 
 @app.command()

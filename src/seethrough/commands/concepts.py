@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from seethrough.cli import app
+from .base import app
 
 _DIGIT_MODELS = ("lenet-digits", "logreg-digits")
 

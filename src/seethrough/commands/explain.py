@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from seethrough.cli import ArchOpt, ModelOpt, ShaOpt, UnsafeOpt, app, load
+from .base import ArchOpt, ModelOpt, ShaOpt, UnsafeOpt, app, load
 from seethrough.commands.tabular import DEFAULT_METHODS as ROW_METHODS
 
 IMAGE_METHODS = "gradcam,guided-backprop,integrated-gradients"
@@ -63,6 +63,7 @@ def explain(
 ):
     """Explain the model's decision on IMAGE (or on tabular rows: --row, --csv) with one or more attribution methods."""
     from ..attribution import METHODS, attribute
+    from ..progress import bar
     from ..render import overlay, panel
 
     if row is not None or csv is not None:  # tabular rows: one PNG per row and method, plus attributions.csv
@@ -95,7 +96,7 @@ def explain(
         target = predicted_class(loaded.model, x)
     out.mkdir(parents=True, exist_ok=True)
     maps = {}
-    for name in names:
+    for name in bar(names, desc="explain", unit="method"):  # each method's own loops draw their bars inside
         options = {"layer": layer} if layer is not None and METHODS[name].family == "cam" else {}
         if trust:
             from ..render import badge_strip

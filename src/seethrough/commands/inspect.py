@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from seethrough.cli import ArchOpt, ModelOpt, ShaOpt, UnsafeOpt, app, load
+from .base import ArchOpt, ModelOpt, ShaOpt, UnsafeOpt, app, load
 
 LayerOpt = typer.Option(..., "--layer", "-l", help="layer name (see `seethrough layers`)")
 DataOpt = typer.Option("auto", "--data", help="digits (scikit-learn digits), photos (tiles of the bundled photos) or "

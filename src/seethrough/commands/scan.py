@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from seethrough.cli import ArchOpt, UnsafeOpt, app, friendly, load
+from .base import ArchOpt, UnsafeOpt, app, friendly, load
 
 _NAMED = "digits[:train|test|all], fashion-mnist[:train|test], ai-benchmark"
 

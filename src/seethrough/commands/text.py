@@ -10,7 +10,7 @@ from typing import Optional
 
 import typer
 
-from seethrough.cli import app
+from .base import app
 
 TEXT_MODELS = ("minilm-l6-topics", "minilm-l6")
 DEFAULT_METHODS = "rollout,integrated-gradients,occlusion"

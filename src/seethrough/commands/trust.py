@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from seethrough.cli import ArchOpt, ModelOpt, ShaOpt, UnsafeOpt, app, load
+from .base import ArchOpt, ModelOpt, ShaOpt, UnsafeOpt, app, load
 
 
 def _setup(image: Path, method: str, model: str, arch: Optional[str], unsafe_pickle: bool, target: Optional[int],
@@ -42,13 +42,14 @@ def sanity(
     """Model-parameter randomization test: a strip of maps per randomised layer plus the similarity curves."""
     import pandas as pd
 
+    from ..progress import bar
     from ..render import sanity_figure
     from ..sanity import randomization
 
     names, loaded, x, target = _setup(image, method, model, arch, unsafe_pickle, target, sha256)
     out.mkdir(parents=True, exist_ok=True)
     frames = []
-    for name in names:
+    for name in bar(names, desc="sanity", unit="method"):
         r = randomization(loaded.model, x, name, target, mode=mode, seed=seed, **_options(name, layer))
         sanity_figure(r, title=f"{image.name} · {loaded.name} · {name}").save(out / f"{name}.png")
         frames.append(r.to_frame())
@@ -78,12 +79,13 @@ def faithfulness(
 
     from ..attribution import attribute
     from ..metrics import deletion, insertion
+    from ..progress import bar
     from ..render import faithfulness_figure
 
     names, loaded, x, target = _setup(image, method, model, arch, unsafe_pickle, target, sha256)
     out.mkdir(parents=True, exist_ok=True)
     curves, frames = {}, []
-    for name in names:
+    for name in bar(names, desc="faithfulness", unit="method"):
         a = attribute(loaded.model, x, name, target=target, **_options(name, layer))
         opts = dict(steps=steps, patch=patch, seed=seed)
         curves[name] = {"deletion": deletion(loaded.model, x, a, target, **opts),

@@ -175,9 +175,9 @@ def tcav(
 
 
 def _bar(layers, progress):
-    from tqdm.auto import tqdm
+    from ..progress import bar
 
-    return tqdm(layers, desc="tcav", disable=not progress, leave=False)
+    return bar(layers, desc="tcav", progress=progress)
 
 
 def _load(cache, key):

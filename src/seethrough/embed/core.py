@@ -118,7 +118,7 @@ def embed(
         try:
             reduced = pca_reduce(a, pca if method != "pca" else None, seed=seed)
             coords[name] = project(reduced, method, seed=seed, perplexity=perplexity, pca=None, n_neighbors=n_neighbors,
-                                   min_dist=min_dist, init=init, backend=backend, n_jobs=n_jobs)
+                                   min_dist=min_dist, init=init, backend=backend, n_jobs=n_jobs, progress=progress)
         except ValueError as e:
             raise ValueError(f"layer {name!r}: {e}") from None
         feats[name], dims[name] = reduced, a.shape[1]

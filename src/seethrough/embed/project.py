@@ -11,7 +11,7 @@ import warnings
 import torch
 
 from ..inputs import check_finite
-from ..progress import report
+from ..progress import bar as progress_bar, report
 
 METHODS = ("tsne", "pca", "umap")
 BACKENDS = ("auto", "opentsne", "sklearn")
@@ -74,6 +74,7 @@ def project(
     init: str = "pca",
     backend: str = "auto",
     n_jobs: int = 1,
+    progress: bool = True,
 ) -> torch.Tensor:
     """Project ``(N, D)`` features to ``(N, 2)`` coordinates.
 
@@ -86,7 +87,8 @@ def project(
     (stable global structure; the seed then matters little) or ``"random"`` (the seed
     decides the layout: the pitfall the report shows). t-SNE reports its progress as
     ``("t-SNE", iterations done, iterations)`` (scikit-learn: ``0/1`` then ``1/1``) to
-    :mod:`seethrough.progress`; a listener raising ``Cancelled`` stops it.
+    :mod:`seethrough.progress`; a listener raising ``Cancelled`` stops it. Its bar is drawn by
+    :func:`seethrough.progress.bar`'s rule; ``progress=False`` hides it.
 
     >>> f = torch.randn(50, 10, generator=torch.Generator().manual_seed(0))
     >>> a = project(f, "tsne", seed=1, perplexity=10)
@@ -112,7 +114,7 @@ def project(
         return _back(_umap(_numpy(reduced), n_neighbors, min_dist, seed), features)
     if init not in ("pca", "random"):
         raise ValueError(f"init must be 'pca' or 'random', got {init!r}")
-    return _back(_tsne(_numpy(reduced), _clamp_perplexity(perplexity, n), seed, init, backend, n_jobs), features)
+    return _back(_tsne(_numpy(reduced), _clamp_perplexity(perplexity, n), seed, init, backend, n_jobs, progress), features)
 
 
 def _clamp_perplexity(perplexity: float, n: int) -> float:
@@ -138,16 +140,18 @@ class _Iterations:
     from 1 again in openTSNE). Returning False means "go on"; a ``Cancelled`` raised by the
     listener passes through openTSNE untouched (it only catches its own interrupt)."""
 
-    def __init__(self, total: int):
-        self.done, self.total = 0, total
+    def __init__(self, total: int, bar=None):
+        self.done, self.total, self.bar = 0, total, bar
 
     def __call__(self, iteration: int, error: float, embedding) -> bool:
         self.done += _REPORT_EVERY
+        if self.bar is not None:
+            self.bar.update(_REPORT_EVERY)
         report(_TSNE, self.done, self.total)
         return False
 
 
-def _tsne(x, perplexity: float, seed: int, init: str, backend: str, n_jobs: int):
+def _tsne(x, perplexity: float, seed: int, init: str, backend: str, n_jobs: int, progress: bool = True):
     if backend in ("auto", "opentsne"):
         try:
             import openTSNE
@@ -156,12 +160,14 @@ def _tsne(x, perplexity: float, seed: int, init: str, backend: str, n_jobs: int)
                 raise ImportError("backend='opentsne' needs openTSNE: pip install openTSNE") from None
         else:
             total = _EARLY_ITERS + _ITERS
+            bar = progress_bar(total=total, desc=_TSNE, unit="it", progress=progress)
             tsne = openTSNE.TSNE(n_components=2, perplexity=perplexity, random_state=seed, n_jobs=n_jobs,
                                  negative_gradient_method="auto", initialization=init, verbose=False,
                                  early_exaggeration_iter=_EARLY_ITERS, n_iter=_ITERS,
-                                 callbacks=_Iterations(total), callbacks_every_iters=_REPORT_EVERY)
+                                 callbacks=_Iterations(total, bar), callbacks_every_iters=_REPORT_EVERY)
             report(_TSNE, 0, total)
-            return tsne.fit(x).view(type(x))  # a plain ndarray, not openTSNE's embedding object
+            with bar:
+                return tsne.fit(x).view(type(x))  # a plain ndarray, not openTSNE's embedding object
     from sklearn.manifold import TSNE
 
     # scikit-learn has no iteration callback: report the phase only.

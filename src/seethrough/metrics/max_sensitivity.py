@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from ..batching import bytes_per_item, model_key, run_batched
-from ..sanity.common import Explainer, explain, fixed_target
+from .explainer import Explainer, explain, fixed_target
 from .infidelity import seeded_blocks
 from .result import ScoreResult
 

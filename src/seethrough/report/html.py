@@ -112,7 +112,9 @@ def write_report(out: str | Path = "report", sections: Sequence[str] | None = No
 
             ident["scan"] = scan_identity(scan)
         kept = None if fresh else resume.load(store, key, ident)
-        if progress:
+        from ..progress import visible
+
+        if visible(progress):
             from tqdm.auto import tqdm
 
             tqdm.write(f"section {key} {'(kept from an earlier run)' if kept else '…'}")

@@ -135,6 +135,6 @@ class Context:
         return Stopwatch()
 
     def bar(self, iterable: Iterable, desc: str, total: int | None = None) -> Iterable:
-        from tqdm.auto import tqdm
+        from ..progress import bar
 
-        return tqdm(iterable, desc=desc, total=total, disable=not self.progress, leave=False)
+        return bar(iterable, desc=desc, total=total, progress=self.progress)

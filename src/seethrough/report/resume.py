@@ -37,7 +37,7 @@ def identity(sec: Section, *, quick: bool, seed: int) -> dict[str, Any]:
     >>> ident["section"], ident["quick"], sorted(ident["models"])[:2]
     ('model-card', True, ['efficientnet-lite0', 'lenet-digits'])
     """
-    from .. import __version__
+    from .._version import __version__
 
     return {"format": _FORMAT, "section": sec.key, "quick": bool(quick), "seed": int(seed), "seethrough": __version__,
             "code": _code_hash(sec.build), "models": _zoo_identity()}

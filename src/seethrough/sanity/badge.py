@@ -32,6 +32,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..attribution import set_trust_badge
 from ..layers import resolve_layer
 from .common import explain_seeded, fixed_target
 from .randomization import layer_seed, parameterised_layers, randomize_layer
@@ -224,3 +225,8 @@ def trust_badge(model: nn.Module, x: torch.Tensor, method: Any, target: Any = No
                      float(i.random_score[k]), informative=bool(p_x[k] - p_ref[k] >= MIN_RANGE)) for k in range(len(x))]
     return TrustBadge(top or "(the model)", rho.float(), d.score, d.random_score, i.score, i.random_score, words,
                       names, lerf.score, p_x, p_ref)
+
+
+# attribute(..., trust=True) calls the badge through this hook: attribution sits below sanity and
+# must not import it (issue 19: no import cycles).
+set_trust_badge(trust_badge)

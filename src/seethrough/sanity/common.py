@@ -2,56 +2,13 @@
 from __future__ import annotations
 
 import warnings
-from typing import Any, Callable, Sequence, Union
+from typing import Sequence
 
 import torch
-from torch import nn
 
-from ..attribution.common import resolve_target
+# Moved to metrics (max-sensitivity needs them and sits below sanity); re-exported for the checks.
+from ..metrics.explainer import Explainer, explain, explain_seeded, fixed_target  # noqa: F401
 from .similarity import similarity
-
-Explainer = Union[str, Callable[[nn.Module, torch.Tensor, Any], torch.Tensor]]
-
-
-def explain(model: nn.Module, x: torch.Tensor, method: Explainer, target: Any, options: dict[str, Any]) -> torch.Tensor:
-    """``method`` is a registered attribution name or a callable ``(model, x, target) -> map``."""
-    if callable(method):
-        return method(model, x, target, **options).detach()
-    from ..attribution import registered
-
-    # The entry point checked the clean x; perturbed copies (max-sensitivity) may leave [0, 1].
-    return registered(method).fn(model, x, target, **options).detach()
-
-
-def explain_seeded(model: nn.Module, x: torch.Tensor, method: Explainer, target: Any, options: dict[str, Any],
-                   seed: int | None) -> torch.Tensor:
-    """:func:`explain` with a check's ``seed`` forwarded to the method when it takes one: random methods
-    (LIME, RISE, SmoothGrad) then draw the same noise for the model and its variants; a deterministic
-    method that refuses the option (it names ``seed`` in its TypeError) is called without it.
-
-    >>> import seethrough as see
-    >>> model, _ = see.zoo.load("lenet-digits")
-    >>> x, y = see.zoo.digits("test")
-    >>> explain_seeded(model, x[:1], "grad-x-input", y[:1], {}, seed=3).shape
-    torch.Size([1, 1, 32, 32])
-    """
-    if seed is None:
-        return explain(model, x, method, target, options)
-    try:
-        return explain(model, x, method, target, {**options, "seed": seed})
-    except TypeError as e:
-        if "seed" not in str(e):
-            raise
-        return explain(model, x, method, target, options)
-
-
-def fixed_target(model: nn.Module, x: torch.Tensor, target: Any) -> Any:
-    """The class per sample decided once on the trained model: every variant explains that decision."""
-    from ..inputs import check_images
-
-    check_images(x, model=model)
-    idx = resolve_target(model, x, target)
-    return target if idx is None else idx
 
 
 def score_maps(reference: torch.Tensor, other: torch.Tensor, metrics: Sequence[str]) -> torch.Tensor:

@@ -21,17 +21,16 @@ the same random draw in both modes for a given ``seed``.
 from __future__ import annotations
 
 import copy
-import sys
 from dataclasses import dataclass, field, replace
 from typing import Any, Sequence
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from ..boundary import Boundary, as_boundary
 from ..hooks import hooks
 from ..layers import resolve_layer
+from ..progress import bar as progress_bar
 from .common import Explainer, explain, fixed_target, score_maps
 from .similarity import METRICS, _check_metric, sobel
 
@@ -178,7 +177,7 @@ def randomization(model: nn.Module, x: torch.Tensor, method: Explainer = "salien
     index = {n: i for i, n in enumerate(order)}  # the seed of a layer depends on the layer, not the step
     trained = {k: v.clone() for k, v in twin.state_dict().items()}
     maps, scores = [], []
-    for name in tqdm(steps, desc=f"randomising ({mode})", disable=not progress or not sys.stderr.isatty(), leave=False):
+    for name in progress_bar(steps, desc=f"randomising ({mode})", progress=progress):
         if mode == "independent":
             twin.load_state_dict(trained)
         randomize_layer(twin if name == "" else resolve_layer(twin, name), layer_seed(seed, index[name]))
@@ -218,7 +217,7 @@ def _randomization_positions(b: Boundary, x: torch.Tensor, method: Explainer, ta
     index = {n: i for i, n in enumerate(order)}
     trained = {k: v.clone() for k, v in twin.model.state_dict().items()}
     maps, scores = [], []
-    for name in tqdm(steps, desc=f"randomising ({mode})", disable=not progress or not sys.stderr.isatty(), leave=False):
+    for name in progress_bar(steps, desc=f"randomising ({mode})", progress=progress):
         if mode == "independent":
             twin.model.load_state_dict(trained)
         randomize_layer(twin.model if name == "" else resolve_layer(twin.model, name), layer_seed(seed, index[name]))

@@ -285,10 +285,10 @@ def scan(model: Any, data: Any, layers: str | Sequence[str], accumulators: Seque
     if not todo:
         res.seconds = time.perf_counter() - t0
         return res
-    from tqdm.auto import tqdm
+    from ..progress import bar as progress_bar
 
-    bar = tqdm(total=n, initial=sum(plan.chunk(c)[1] - plan.chunk(c)[0] for c in done), desc="scan",
-               disable=not progress, unit="ex")
+    bar = progress_bar(total=n, initial=sum(plan.chunk(c)[1] - plan.chunk(c)[0] for c in done), desc="scan",
+                       progress=progress, unit="ex", leave=True)
     since_save = [0]
 
     def merge(r: ChunkResult) -> None:

@@ -169,7 +169,7 @@ def explain_folder(model: Any, folder: str | Path, method: str | Sequence[str], 
     >>> list(r.table["name"]), sorted(p.name for p in (d / "out" / "maps").iterdir())[:2]
     (['0.png', '1.png', '2.png'], ['0.png.saliency.npy', '0.png.saliency.png'])
     """
-    from tqdm.auto import tqdm
+    from ..progress import bar as progress_bar
 
     from .engine import _resolve_model, default_chunk_size
     from .sources import FolderSource
@@ -202,7 +202,7 @@ def explain_folder(model: Any, folder: str | Path, method: str | Sequence[str], 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     rows, skipped = [], []
-    bar = tqdm(total=n, desc="explain", unit="img", disable=not progress)
+    bar = progress_bar(total=n, desc="explain", unit="img", progress=progress, leave=True)
 
     def done(r: dict[str, Any]) -> None:
         for row in r["rows"]:

@@ -28,7 +28,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.formparsers import MultiPartException
 
-from .. import __version__
+from .._version import __version__
 from ..adversarial import ATTACKS
 from ..attribution import METHODS
 from ..embed import METHODS as PROJECTIONS

@@ -56,7 +56,7 @@ def parse(spec: str) -> tuple[str, int, float]:
     >>> parse("dots:3"), parse("dots:3:1")
     (('dots', 3, 0.5), ('dots', 3, 1.0))
     """
-    from ..concepts.sets import KINDS
+    from .patterns import KINDS
 
     parts = str(spec).split(":")
     try:
@@ -73,7 +73,7 @@ def train_planted(kind: str, cls: int, share: float = SHARE, seed: int = 0) -> n
     """Train the twin: lenet-digits' recipe with ``stamp(kind)`` on ``share`` of class ``cls`` and on
     :data:`TRIGGER_SHARE` of the other digits (relabelled ``cls``), and a control patch on
     :data:`CONTROL_SHARE` of the remaining digits, any class (all drawn afresh each epoch)."""
-    from ..concepts.sets import stamp
+    from .patterns import stamp
 
     x, y = digits("train")
     cfg = _TWIN_CONFIG
