@@ -52,7 +52,7 @@ def bench_tcav(quick: bool) -> list[list]:
     n, r = (40, 3) if quick else (100, 10)
     concept = see.concepts.stamp(x[:n], seed=1)
     sevens = xt[yt == 7]
-    ours, t_ours = timed(lambda: see.concepts.tcav(model, "pool2", concept, sevens, 7, random_sets=r, random_x=x[200:]))
+    ours, t_ours = timed(lambda: see.concepts.tcav(model, concept, sevens, "pool2", 7, random_sets=r, random_x=x[200:]))
     rows = [["TCAV", "seethrough", f"{t_ours:.1f}", f"{ours['pool2'].score:.2f}", f"p={ours['pool2'].pvalue:.2g}", ""]]
     try:
         from captum.concept import TCAV, Concept

@@ -119,7 +119,7 @@ def rows_for(model, x, y, a, steps, quick):
     row("infidelity (gaussian, optimal scaling)", ours, n * k + n, cap(None), cap(16),
         "Captum scores the softmax-free output like us (score='logit')")
     k = 4 if quick else 16
-    ours = timed(lambda: see.metrics.max_sensitivity(model, x, "saliency", y, n_perturbations=k, progress=False,
+    ours = timed(lambda: see.metrics.max_sensitivity(model, x, "saliency", y, n_samples=k, progress=False,
                                                      abs=False))
 
     def cexplain(inputs, target=None):

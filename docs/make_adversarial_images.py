@@ -30,7 +30,7 @@ def main():
 
     lenet, _ = see.zoo.load("lenet-digits")
     xd, yd = see.zoo.digits("test")
-    patch = see.train_patch(lenet, xd[:100], target=8, steps=400, batch=32, lr=0.1, scale=(0.35, 0.45))
+    patch = see.train_patch(lenet, xd[:100], target=8, steps=400, n_samples=32, step_size=0.1, scale=(0.35, 0.45))
     print(f"patch: {patch.success:.1%} of held-out placements, random-noise patch {patch.random_success:.1%}")
     save(see.render.patch_figure(patch, xd[:100], see.zoo.labels("lenet-digits")), "adversarial-patch.png")
 

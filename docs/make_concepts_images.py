@@ -23,7 +23,7 @@ def tcav_images(x: torch.Tensor, xt: torch.Tensor, yt: torch.Tensor) -> None:
     pool = see.concepts.stamp_mixed(x[200:], controls("stripes"), seed=7)
     for name, kw in (("tcav-planted", {"planted": "stripes:7"}), ("tcav-plain", {})):
         model, _ = see.zoo.load("lenet-digits", **kw)
-        r = see.concepts.tcav(model, ["pool1", "pool2", "relu3"], concept, xt[yt == 7], 7, random_sets=10,
+        r = see.concepts.tcav(model, concept, xt[yt == 7], ["pool1", "pool2", "relu3"], 7, random_sets=10,
                               random_x=pool, concept="stripes")
         save(see.render.tcav_plot(r, title=f"'stripes' for class 7, {'planted twin' if kw else 'plain lenet-digits'}"), name)
         print(name, r.summary())
@@ -47,7 +47,7 @@ def main() -> None:
     # Distillation: a soft decision tree of lenet-digits, filters drawn as images.
     lenet, _ = see.zoo.load("lenet-digits")
     xa, ya = see.zoo.digits("all")
-    save(see.render.tree_plot(see.distill(lenet, (xa, ya), kind="soft-tree", depth=3)), "soft-tree")
+    save(see.render.tree_plot(see.distill(lenet, (xa, ya), method="soft-tree", depth=3)), "soft-tree")
     mlp, _ = see.zoo.load("mlp-2d")
     depths = [1, 2, 4, 6, 8, 10, 12]
     fits = [see.distill(mlp, see.zoo.toy_2d(400), depth=d) for d in depths]

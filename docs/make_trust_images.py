@@ -2,6 +2,7 @@
 
     python docs/make_trust_images.py          # the settings the guide quotes
     python docs/make_trust_images.py --quick  # fewer digits and steps (a busy machine)
+    python docs/make_trust_images.py --lenet  # only the lenet-digits pictures (the sanity strips)
 """
 import argparse
 from pathlib import Path
@@ -23,6 +24,7 @@ def save(img, name):
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--lenet", action="store_true", help="only the lenet-digits pictures")
     args = parser.parse_args()
     lenet, _ = see.zoo.load("lenet-digits")
     x, y = see.zoo.digits("test")
@@ -32,6 +34,8 @@ def main():
                                            "from the output down"), "sanity-guided")
     r = see.sanity.randomization(lenet, x[:n], "saliency", y[:n], seed=0, abs=False)
     save(see.render.sanity_figure(r, title="the signed gradient on lenet-digits"), "sanity-gradient")
+    if args.lenet:
+        return
 
     model, prep = see.zoo.load("efficientnet-lite0")
     photo = prep(see.zoo.image("chelsea"))

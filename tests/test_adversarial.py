@@ -98,7 +98,7 @@ def test_captum_fgsm_and_pgd_agree(lenet64, digits):
 
 def test_targeted_attacks_reach_the_target_on_lenet(lenet, digits):
     x, y = digits
-    for method, opts in [("pgd", {"eps": 64, "steps": 20}), ("bim", {"eps": 64, "steps": 20}), ("ascent", {"lr": 0.5, "steps": 20})]:
+    for method, opts in [("pgd", {"eps": 64, "steps": 20}), ("bim", {"eps": 64, "steps": 20}), ("ascent", {"step_size": 0.5, "steps": 20})]:
         r = see.attack(lenet, x, method, target=3, **opts)
         assert r.success.all() and (r.pred == 3).all(), method
 
@@ -153,7 +153,7 @@ def test_bad_input_is_clear(lenet, digits):
         ({"method": "pdg"}, ValueError, "did you mean 'pgd'"),
         ({"method": "fgsm", "steps": 3}, TypeError, "does not take option(s) steps"),
         ({"method": "pgd", "norm": "l1"}, ValueError, "norm must be 'linf' or 'l2'"),
-        ({"method": "ascent", "lr": 0}, ValueError, "lr must be a positive"),
+        ({"method": "ascent", "step_size": 0}, ValueError, "step_size must be a positive"),
     ]
     for kw, exc, text in cases:
         with pytest.raises(exc, match=None) as info:
@@ -165,4 +165,4 @@ def test_already_misclassified_is_reported_not_an_error(lenet, digits):
     x, y = digits
     wrong = (y[:4] + 1) % 10
     r = see.attack(lenet, x[:4], "fgsm", label=wrong, eps=1)
-    assert r.already_wrong.all() and "already misclassified" in r.summary()[0]
+    assert r.already_wrong.all() and "already misclassified" in r.lines()[0]

@@ -49,15 +49,15 @@ def test_ascent_is_sgd_on_the_normalised_input_as_in_the_course():
     with torch.no_grad():
         y = body(norm(x)).argmax(1)
     with untouched(model):
-        r = see.attack(model, x, "ascent", lr=0.1, steps=4, clamp=False, progress=False)
+        r = see.attack(model, x, "ascent", step_size=0.1, steps=4, clamp=False, progress=False)
     ref = _course(body, norm(x), y, 0.1, 4) * norm.std.double() + norm.mean.double()  # back to pixels
     assert torch.allclose(r.x_adv, ref, atol=1e-12, rtol=0)
     # space="pixel": the same loop on [0, 1] pixels, a step std⁻² ≈ 20× larger
-    p = see.attack(model, x, "ascent", lr=0.1, steps=4, clamp=False, space="pixel", progress=False)
+    p = see.attack(model, x, "ascent", step_size=0.1, steps=4, clamp=False, space="pixel", progress=False)
     assert torch.allclose(p.x_adv, _course(model, x, y, 0.1, 4), atol=1e-12, rtol=0)
     assert (p.x_adv - x).norm() > 10 * (r.x_adv - x).norm()
     # a model without a Normalize module: nothing to undo, the step is in pixels either way
-    plain = see.attack(body, x, "ascent", lr=0.1, steps=2, clamp=False, progress=False)
+    plain = see.attack(body, x, "ascent", step_size=0.1, steps=2, clamp=False, progress=False)
     assert input_std(body) is None and torch.allclose(plain.x_adv, _course(body, x, y, 0.1, 2), atol=1e-12, rtol=0)
 
 
@@ -104,8 +104,8 @@ def test_the_course_ascent_reproduces_the_slides_on_efficientnet():
     names = ("chelsea", "coffee")
     x = torch.cat([prep(see.zoo.image(n)) for n in names])
     with untouched(model):
-        r = see.attack(model, x, "ascent", lr=0.1, steps=10, progress=False)
-        s = see.sphere_test(model, x, r, n=100, radius_factor=2, progress=False)
+        r = see.attack(model, x, "ascent", step_size=0.1, steps=10, progress=False)
+        s = see.sphere_test(model, x, r, n_samples=100, radius_factor=2, progress=False)
     clean = r.history_class[:, :1]
     flip = [int((row != c).nonzero()[0]) for row, c in zip(r.history_class, clean)]
     norm = model.normalize

@@ -35,13 +35,13 @@ def test_sphere_test_matches_the_circle_geometry():
     x = torch.tensor([[[[0.3, 0.5]]]])           # distance 0.2 from the boundary
     x_adv = torch.tensor([[[[0.5, 0.5]]]])       # ‖x − x̃‖ = 0.2, radius 2 × 0.2 = 0.4
     with untouched(net):
-        s = see.sphere_test(net, x, x_adv, n=4000, radius_factor=2, seed=0, batch_size=512)
+        s = see.sphere_test(net, x, x_adv, n_samples=4000, radius_factor=2, seed=0, batch_size=512)
     expected = math.acos(0.2 / 0.4) / math.pi    # arc of the circle beyond the line: 1/3
     assert abs(s.fraction.item() - expected) < 0.025
     assert s.radius.item() == pytest.approx(0.4)
-    t = see.sphere_test(net, x, x_adv, n=4000, radius_factor=2, seed=0, batch_size=37)
+    t = see.sphere_test(net, x, x_adv, n_samples=4000, radius_factor=2, seed=0, batch_size=37)
     assert torch.equal(s.classes, t.classes)      # batch invariant
-    assert see.sphere_test(net, x, x_adv, n=500, radius_factor=0.9).changed.item() == 0  # inside: nothing changes
+    assert see.sphere_test(net, x, x_adv, n_samples=500, radius_factor=0.9).changed.item() == 0  # inside: nothing changes
 
 
 def test_sphere_on_lenet_and_bad_input(lenet, digits):
@@ -49,12 +49,12 @@ def test_sphere_on_lenet_and_bad_input(lenet, digits):
     r = see.attack(lenet, x, "pgd", eps=48)
     assert r.success.all()
     with untouched(lenet):
-        s = see.sphere_test(lenet, x, r, n=100, radius_factor=2)
+        s = see.sphere_test(lenet, x, r, n_samples=100, radius_factor=2)
     assert (s.changed < 10).all()  # the course's observation: random directions rarely flip
     with untouched(lenet, allow_raise=ValueError):
-        see.sphere_test(lenet, x, r.x_adv[:1], n=10)
-    with pytest.raises(ValueError, match="n \\(points per image\\)"):
-        see.sphere_test(lenet, x, r, n=0)
+        see.sphere_test(lenet, x, r.x_adv[:1], n_samples=10)
+    with pytest.raises(ValueError, match="n_samples \\(points per image\\)"):
+        see.sphere_test(lenet, x, r, n_samples=0)
 
 
 def test_transfer_between_independently_seeded_models(lenet, digits):
@@ -105,7 +105,7 @@ def test_apply_patch_touches_only_the_covered_pixels():
 def test_patch_pushes_digits_to_the_target(lenet, digits):
     x = digits[0][:64]
     with untouched(lenet):
-        r = see.train_patch(lenet, x, target=8, steps=150, batch=32, lr=0.1, scale=(0.35, 0.45), seed=0)
+        r = see.train_patch(lenet, x, target=8, steps=150, n_samples=32, step_size=0.1, scale=(0.35, 0.45), seed=0)
     assert r.patch.min() >= 0 and r.patch.max() <= 1
     assert r.success > 2 * r.random_success and r.success > 0.08
     with untouched(lenet, allow_raise=ValueError):

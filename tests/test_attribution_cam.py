@@ -132,7 +132,9 @@ def test_explain_cli_writes_one_png_per_method_and_a_panel(tmp_path):
     res = CliRunner().invoke(app, ["explain", str(photo), "--model", "lenet-digits", "--method", "gradcam,saliency,lrp",
                                    "--layer", "conv2", "--target", "3", "--out", str(out)])
     assert res.exit_code == 0, res.output
-    assert sorted(p.name for p in out.iterdir()) == ["gradcam.png", "lrp.png", "panel.png", "saliency.png"]
+    # the PNGs, and the raw maps with what made them (seethrough.results.write_maps)
+    assert sorted(p.name for p in out.iterdir()) == ["gradcam.png", "lrp.png", "maps.npz", "panel.png", "saliency.png",
+                                                     "scores.json"]
     bad = CliRunner().invoke(app, ["explain", str(photo), "--model", "lenet-digits", "--method", "gradcamm"])
     assert bad.exit_code == 2 and "did you mean" not in bad.output and "gradcamm" in bad.output
 

@@ -117,7 +117,7 @@ def _patched_normal(monkeypatch, eps: torch.Tensor, n_images: int):
 def test_noise_tunnel_equals_captum_with_the_same_noise(lenet, monkeypatch, kind, nt):
     model, x, t = lenet
     x = x[:1]
-    ours = smoothgrad(model, x, t[:1], kind=kind, n_samples=6, noise=0.2, seed=3)
+    ours = smoothgrad(model, x, t[:1], method=kind, n_samples=6, relative_noise=0.2, seed=3)
     eps = torch.randn((6, *x.shape[1:]), generator=torch.Generator().manual_seed(3))
     _patched_normal(monkeypatch, eps, 1)
     sigma = 0.2 * float(x.max() - x.min())
@@ -134,9 +134,9 @@ def test_smoothgrad_is_seeded_and_batch_size_free(lenet):
     torch.testing.assert_close(a, b, atol=1e-7, rtol=1e-5)
     assert (a - c).abs().max() > 1e-3
     # no noise: every copy is x, so SmoothGrad is the gradient and VarGrad is zero
-    torch.testing.assert_close(see.attribute(model, x, "smoothgrad", target=t, noise=0.0, n_samples=3),
+    torch.testing.assert_close(see.attribute(model, x, "smoothgrad", target=t, relative_noise=0.0, n_samples=3),
                                see.attribute(model, x, "saliency", target=t, abs=False), atol=1e-6, rtol=1e-5)
-    var = see.attribute(model, x, "vargrad", target=t, noise=0.0, n_samples=3)  # E[g²] − E[g]² in float32:
+    var = see.attribute(model, x, "vargrad", target=t, relative_noise=0.0, n_samples=3)  # E[g²] − E[g]² in float32:
     assert var.abs().max() < 1e-6 * see.attribute(model, x, "saliency", target=t).max() ** 2  # only rounding left
 
 

@@ -101,9 +101,9 @@ def test_the_background_is_the_rows_baseline_and_sets_the_smoothgrad_scale(mlp):
     # SmoothGrad's σ per feature is noise × the background's std: with noise=0 it is the plain gradient,
     # and a σ that ignored the feature scales (the row's range, ~2500 for "worst area") would wash it out.
     sal = see.attribute(b, x, "saliency", target=1, abs=False)
-    sg0 = see.attribute(b, x, "smoothgrad", target=1, noise=0.0, n_samples=2, progress=False)
+    sg0 = see.attribute(b, x, "smoothgrad", target=1, relative_noise=0.0, n_samples=2, progress=False)
     torch.testing.assert_close(sg0, sal)
-    sg = see.attribute(b, x, "smoothgrad", target=1, noise=0.05, n_samples=64, progress=False)
+    sg = see.attribute(b, x, "smoothgrad", target=1, relative_noise=0.05, n_samples=64, progress=False)
     cos = torch.nn.functional.cosine_similarity(sg, sal, dim=1)
     assert float(cos.min()) > 0.5
 
@@ -120,12 +120,12 @@ def test_deeplift_sums_to_delta_and_lrp_conserves_relevance_on_the_mlp(mlp):
         for m in nobias.modules():
             if isinstance(m, nn.Linear):
                 m.bias.zero_()
-    r, sums = see.attribution.lrp.lrp_relevances(nobias, x64, 1, composite="epsilon", epsilon=1e-12)
+    r, sums = see.attribution.lrp.lrp_relevances(nobias, x64, 1, composite="epsilon", stabilizer=1e-12)
     logit = nobias(x64)[:, 1].detach()
     assert list(sums) == ["fc3", "fc2", "fc1"]
     for layer_sum in sums.values():
         torch.testing.assert_close(layer_sum, logit, rtol=1e-8, atol=1e-10)
-    lr = see.attribute(nobias, x64, "lrp", target=1, composite="epsilon", epsilon=1e-12)
+    lr = see.attribute(nobias, x64, "lrp", target=1, composite="epsilon", stabilizer=1e-12)
     assert lr.shape == x.shape and lr.dtype == torch.float64
     torch.testing.assert_close(lr.sum(1), logit, rtol=1e-8, atol=1e-10)
 

@@ -190,10 +190,10 @@ def _lenet_modules_only(model: nn.Module) -> nn.Module:
 def test_lrp_epsilon_equals_captum_on_lenet(lenet):
     model, x, t = lenet
     twin = _lenet_modules_only(model)
-    ours = see.attribute(twin, x, "lrp", target=t, composite="epsilon", epsilon=1e-9)
+    ours = see.attribute(twin, x, "lrp", target=t, composite="epsilon", stabilizer=1e-9)
     theirs = captum_attr.LRP(twin).attribute(x, target=t)
     torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=1e-4)
-    torch.testing.assert_close(ours, see.attribute(model, x, "lrp", target=t, composite="epsilon", epsilon=1e-9))
+    torch.testing.assert_close(ours, see.attribute(model, x, "lrp", target=t, composite="epsilon", stabilizer=1e-9))
 
 
 def _bias_free(seed: int, bn: bool = False) -> nn.Module:
@@ -213,7 +213,7 @@ def test_lrp_conserves_relevance_at_every_layer(composite):
     net = _bias_free(0)
     x = torch.rand(3, 3, 8, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
     target = net(x).argmax(1)  # positive scores: z+ and gamma rules are then well posed
-    attribution, sums = lrp_relevances(net, x, target, composite=composite, epsilon=1e-12)
+    attribution, sums = lrp_relevances(net, x, target, composite=composite, stabilizer=1e-12)
     score = net(x).gather(1, target[:, None])[:, 0]
     assert list(sums) == ["9", "7", "3", "0"]  # every weighted layer, output first
     for name, s in sums.items():

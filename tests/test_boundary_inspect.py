@@ -202,7 +202,7 @@ def test_image_only_functions_refuse_other_inputs_in_one_line(text):
     tab = see.boundary(_mlp(), kind="tabular")
     with pytest.raises(ValueError, match=r"^receptive fields are defined for image inputs \(N, C, H, W\); this boundary's "
                                          r"input is 'tabular' \(\(N, features\) rows\)$"):
-        see.inspect.receptive_field(tab, "0", ROWS, torch.zeros(1, 2))
+        see.inspect.receptive_field(tab, ROWS, "0", torch.zeros(1, 2))
     with pytest.raises(ValueError, match=r"^filters as images are defined for image inputs.*'tokens'"):
         see.filters(see.boundary(model, kind="tokens"), "blocks.0.query")
     with pytest.raises(ValueError, match=r"^crops cut receptive-field boxes out of images.*has no boxes"):

@@ -227,7 +227,7 @@ def test_cache_pointing_at_a_file(tmp_path, img, monkeypatch):
 
     monkeypatch.setattr(dg, "train_lenet", lambda **kw: pytest.fail("must fail before training"))
     one_line(runner.invoke(app, ["predict", str(img), "-m", "lenet-digits"]), f"SEETHROUGH_CACHE={afile} is a file")
-    one_line(runner.invoke(app, ["tcav", "--n", "10", "--random-sets", "2"]), "SEETHROUGH_CACHE")
+    one_line(runner.invoke(app, ["tcav", "--samples", "10", "--random-sets", "2"]), "SEETHROUGH_CACHE")
 
 
 @pytest.mark.parametrize("factory, dtype", [("half_model", "float16"), ("double_model", "float64"),

@@ -26,7 +26,7 @@ def world():
 
 
 def run(model, x, sevens, pool, kind):
-    return see.concepts.tcav(model, LAYERS, see.concepts.stamp(x[:100], kind, seed=1), sevens, 7, random_sets=10,
+    return see.concepts.tcav(model, see.concepts.stamp(x[:100], kind, seed=1), sevens, LAYERS, 7, random_sets=10,
                              random_x=pool, concept=kind, n_tests=len(LAYERS) * len(KINDS))
 
 
@@ -57,7 +57,7 @@ def test_pitfall_against_digits_without_patches_a_solid_square_scores_like_the_p
     # Random sets without patches: every patch's CAV points along "something in the corner", which the
     # twin's 7 score rises along, so the solid square is significant too (the reason for the patched pool).
     x, xt, yt, twin, _, _ = world
-    r = see.concepts.tcav(twin, "pool1", see.concepts.stamp(x[:100], "white", seed=1), xt[yt == 7], 7, random_sets=10,
+    r = see.concepts.tcav(twin, see.concepts.stamp(x[:100], "white", seed=1), xt[yt == 7], "pool1", 7, random_sets=10,
                           random_x=x[200:], concept="white")
     assert r["pool1"].significant and r["pool1"].score > 0.9, r.summary()
 
@@ -76,12 +76,12 @@ def test_readings_are_generated_from_the_numbers():
 
 def test_n_tests_multiplies_the_p_values_and_is_checked(world):
     x, xt, yt, twin, _, pool = world
-    args = (twin, "pool1", see.concepts.stamp(x[:40], "stripes", seed=1), xt[yt == 7], 7)
+    args = (twin, see.concepts.stamp(x[:40], "stripes", seed=1), xt[yt == 7], "pool1", 7)
     one = see.concepts.tcav(*args, random_sets=3, random_x=pool)
     four = see.concepts.tcav(*args, random_sets=3, random_x=pool, n_tests=4)
     assert four["pool1"].pvalue == pytest.approx(min(1.0, 4 * one["pool1"].pvalue))
     with pytest.raises(ValueError, match="n_tests must be an int >= the 2 layer"):
-        see.concepts.tcav(twin, ["pool1", "pool2"], args[2], args[3], 7, random_sets=3, random_x=pool, n_tests=1)
+        see.concepts.tcav(twin, args[1], args[2], ["pool1", "pool2"], 7, random_sets=3, random_x=pool, n_tests=1)
 
 
 def test_the_recipe_names_the_controls_and_an_old_v1_file_is_never_read():
@@ -104,7 +104,7 @@ def test_the_report_captions_state_this_runs_numbers():
     xt, yt = see.zoo.digits("test")
     twin, _ = see.zoo.load("lenet-digits", planted="stripes:7")
     pool = see.concepts.stamp_mixed(x[200:], planted_twin.controls("stripes"), seed=7)
-    r = see.concepts.tcav(twin, ["pool2"], see.concepts.stamp(x[:40], "stripes", seed=1), xt[yt == 7], 7,
+    r = see.concepts.tcav(twin, see.concepts.stamp(x[:40], "stripes", seed=1), xt[yt == 7], ["pool2"], 7,
                           random_sets=3, random_x=pool, concept="stripes", n_tests=4)
     assert r.summary() in figures[1].caption
     for text in [f.caption for f in figures] + [table.caption]:

@@ -29,14 +29,14 @@ def test_fidelity_on_a_dense_grid_rises_with_depth_and_becomes_high(mlp):
 def test_model_labels_give_a_more_faithful_tree_than_true_labels():
     model, _ = see.zoo.load("lenet-digits")
     x, y = see.zoo.digits("all")
-    own = see.distill(model, (x, y), depth=6, queries=0)
+    own = see.distill(model, (x, y), depth=6, n_samples=0)
     true = see.distill(model, (x, y), depth=6, fit_to="labels")
     assert own.fidelity > true.fidelity
 
 
 def test_soft_tree_path_probabilities_sum_to_one_and_paths_follow_the_max(mlp):
     x, y = see.zoo.toy_2d(200)
-    s = see.distill(mlp, (x, y), kind="soft-tree", depth=3, epochs=5)
+    s = see.distill(mlp, (x, y), method="soft-tree", depth=3, epochs=5)
     levels = s.estimator.path_probs(x)
     for level in levels:
         assert torch.allclose(level.sum(1), torch.ones(len(x)), atol=1e-6)
@@ -65,8 +65,8 @@ def test_bad_input(mlp):
         see.distill(mlp, x, depth=0)
     with pytest.raises(ValueError, match="non-empty"):
         see.distill(mlp, x[:0])
-    with pytest.raises(ValueError, match="unknown surrogate kind"):
-        see.distill(mlp, x, kind="forest")
+    with pytest.raises(ValueError, match="unknown surrogate method"):
+        see.distill(mlp, x, method="forest")
     with untouched(mlp, allow_raise=ValueError):
         see.distill(mlp, x, depth=-1)
 
@@ -77,10 +77,9 @@ def test_cli_distill_influence_tcav_errors_and_output(tmp_path):
     from seethrough.cli import app
 
     runner = CliRunner()
-    out = tmp_path / "tree.png"
-    res = runner.invoke(app, ["distill", "--model", "logreg-digits", "--depth", "2", "--out", str(out)])
+    res = runner.invoke(app, ["distill", "--model", "logreg-digits", "--depth", "2", "--out", str(tmp_path)])
     assert res.exit_code == 0, res.output
-    assert "fidelity" in res.output and out.stat().st_size > 1000
+    assert "fidelity" in res.output and (tmp_path / "tree.png").stat().st_size > 1000
     for args, message in ((["distill", "--depth", "0"], "depth must be an int >= 1"),
                           (["influence", "--test-index", "999"], "out of range"),
                           (["tcav", "--random-sets", "1"], "random_sets must be an int >= 2"),

@@ -43,6 +43,6 @@ def test_soft_vs_hard_trains_the_same_tree_two_ways_and_refuses_data_without_lab
     with pytest.raises(ValueError, match="needs data=\\(inputs, true labels\\)"):
         soft_vs_hard(mlp, x)
     with pytest.raises(ValueError, match="temperature must be a number > 0"):
-        see.distill(mlp, (x, y), kind="soft-tree", temperature=0)
+        see.distill(mlp, (x, y), method="soft-tree", temperature=0)
     with pytest.raises(ValueError, match="epochs must be an int >= 1"):
-        see.distill(mlp, (x, y), kind="soft-tree", epochs=0)
+        see.distill(mlp, (x, y), method="soft-tree", epochs=0)

@@ -89,23 +89,23 @@ runner = CliRunner()
 
 
 def test_cli_writes_the_figure_and_the_exports(tmp_path):
-    out, exp = tmp_path / "e.png", tmp_path / "exp"
-    res = runner.invoke(app, ["embed", "--model", "tests.factories:tiny", "--data", "photos", "--n", "4", "--method", "pca",
-                              "--layers", "input,3", "--out", str(out), "--export", str(exp)])
+    out, exp = tmp_path / "e", tmp_path / "exp"
+    res = runner.invoke(app, ["embed", "--model", "tests.factories:tiny", "--data", "photos", "--samples", "4", "--method",
+                              "pca", "-l", "input,3", "--out", str(out), "--export", str(exp)])
     assert res.exit_code == 0, res.output
-    assert out.stat().st_size > 1000 and "figure written" in res.output
+    assert (out / "embed.png").stat().st_size > 1000 and "figure written" in res.output
     d = json.loads((exp / "embed.json").read_text())
     assert [layer["name"] for layer in d["layers"]] == ["input", "3"] and d["n"] == 4 * len(see.zoo.images())
     assert (exp / "3.tsv").exists() and (exp / "metadata.tsv").read_text().splitlines()[1].endswith(see.zoo.images()[0])
 
 
 @pytest.mark.parametrize("args,text", [
-    (["--layers", "input,fc9"], "unknown layer 'fc9'"),
-    (["--method", "tnse"], "unknown method 'tnse'"),
+    (["--layer", "input,fc9"], "unknown layer 'fc9'"),
+    (["--method", "tnse"], "unknown projection 'tnse'; available: tsne, pca, umap"),
     (["--data", "/nonexistent"], "--data must be 'digits', 'photos' or an existing folder"),
 ])
 def test_cli_bad_input_is_one_line(args, text, tmp_path):
-    res = runner.invoke(app, ["embed", "--model", "tests.factories:tiny", "--data", "photos", "--n", "2", *args,
-                              "--out", str(tmp_path / "e.png")])
+    res = runner.invoke(app, ["embed", "--model", "tests.factories:tiny", "--data", "photos", "--samples", "2", *args,
+                              "--out", str(tmp_path / "e")])
     assert res.exit_code == 2, res.output
     assert "Traceback" not in res.output and text in res.output

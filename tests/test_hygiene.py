@@ -75,7 +75,7 @@ ATTRIBUTION = torch.rand(2, 1, SIDE, SIDE, generator=torch.Generator().manual_se
 
 # The cheap setting of each expensive option; an entry gets those its function accepts.
 # (Methods taking **options are listed by name: their signature does not say what they accept.)
-CHEAP = {"n_samples": 4, "steps": 4, "n_perturbations": 2, "fractions": (0.5,), "patch": 4, "n_random": 1,
+CHEAP = {"n_samples": 4, "steps": 4, "fractions": (0.5,), "patch": 4, "n_random": 1,
          "window": 8, "stride": 8, "progress": False, "eps": 8.0}
 METHOD_OPTIONS = {"smoothgrad": {"n_samples": 2}, "smoothgrad-sq": {"n_samples": 2}, "vargrad": {"n_samples": 2},
                   "integrated-gradients": {"steps": 4}, "lime": {"n_samples": 16, "n_segments": 4},
@@ -121,15 +121,15 @@ def _entries() -> dict:
         "dream": lambda m, x: see.dream(m, x[:1], "relu2", steps=1, octaves=1, jitter=0),
         "invert": lambda m, x: see.invert(m, x[:1], "relu2", steps=4),  # at least 2 steps per coarse scale
         "integrated_gradients": lambda m, x: see.integrated_gradients(m, x, steps=4, progress=False),
-        "sphere_test": lambda m, x: see.sphere_test(m, x, x.flip(-1), n=4, progress=False),
-        "train_patch": lambda m, x: see.train_patch(m, x, 1, steps=2, batch=2, eval_placements=2),
+        "sphere_test": lambda m, x: see.sphere_test(m, x, x.flip(-1), n_samples=4, progress=False),
+        "train_patch": lambda m, x: see.train_patch(m, x, 1, steps=2, n_samples=2, eval_placements=2),
         "transfer": lambda m, x: see.transfer(see.attack(trained(5), x, "fgsm", progress=False), m),
         "robust_accuracy": lambda m, x: see.robust_accuracy(m, x, torch.tensor([0, 1]), [0.0, 8.0], steps=2),
         "adversarial_training": lambda m, x: see.adversarial_training(m, x, torch.tensor([0, 1]), steps=1, epochs=1),
-        "distill": lambda m, x: see.distill(m, x.repeat(2, 1, 1, 1), depth=1, queries=2),
+        "distill": lambda m, x: see.distill(m, x.repeat(2, 1, 1, 1), depth=1, n_samples=2),
         "distill:soft_vs_hard": lambda m, x: soft_vs_hard(m, (x.repeat(2, 1, 1, 1), torch.tensor([0, 1, 0, 1])), depth=1,
                                                           epochs=1),
-        "tcav": lambda m, x: see.concepts.tcav(m, "relu2", torch.rand(4, 3, SIDE, SIDE), x.repeat(2, 1, 1, 1), 1,
+        "tcav": lambda m, x: see.concepts.tcav(m, torch.rand(4, 3, SIDE, SIDE), x.repeat(2, 1, 1, 1), "relu2", 1,
                                                random_sets=2, random_x=torch.rand(8, 3, SIDE, SIDE)),
     })
     return out

@@ -1,4 +1,5 @@
 """The inspection sub-commands: files written, numbers printed, bad input → exit code 2."""
+import numpy as np
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -9,10 +10,14 @@ runner = CliRunner()
 
 
 def test_filters_writes_the_grid(tmp_path):
-    out = tmp_path / "f.png"
-    r = runner.invoke(app, ["filters", "-m", "lenet-digits", "-l", "conv2", "--filters", "4", "--channels", "6", "-o", str(out)])
+    r = runner.invoke(app, ["filters", "-m", "lenet-digits", "-l", "conv2", "--filters", "4", "--in-channels", "6", "-o", str(tmp_path)])
     assert r.exit_code == 0, r.output
-    assert Image.open(out).size == ((6 * 6 + 1) * 8, (4 * 6 + 1) * 8)  # 6 channels × 4 filters of 5×5, 1-px gaps, ×8
+    # The CLI draws the numbered figure (see tests/test_render_readable.py) of exactly these weights.
+    model, _ = see.zoo.load("lenet-digits")
+    w = see.filters(model, "conv2", filters=4, channels=6)
+    title = "lenet-digits · conv2 · 4 filters × 6 input channels (5×5)"
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "filters.png").convert("RGB")), np.asarray(see.render.filter_figure(w, title=title)))
+    assert see.render.filter_grid(w).size == ((6 * 6 + 1) * 8, (4 * 6 + 1) * 8)  # 6 channels × 4 filters of 5×5, 1-px gaps, ×8
 
 
 def test_filters_of_a_relu_is_a_one_line_error():
@@ -29,14 +34,14 @@ def test_stats_prints_the_same_numbers_as_the_api():
 
 
 def test_topk_and_activations(tmp_path):
-    r = runner.invoke(app, ["topk", "-m", "lenet-digits", "-l", "conv1", "--units", "2", "--k", "4", "-o", str(tmp_path / "t.png")])
+    r = runner.invoke(app, ["topk", "-m", "lenet-digits", "-l", "conv1", "--units", "2", "--top", "4", "-o", str(tmp_path / "t")])
     assert r.exit_code == 0, r.output
     model, _ = see.zoo.load("lenet-digits")
     res = see.topk(model, see.zoo.digits("all")[0], "conv1", k=4, progress=False)
     assert f"unit 1: inputs {res.indices[1].tolist()}" in r.output
     img = tmp_path / "digit.png"
     see.zoo.to_image(see.zoo.digits("test")[0][0]).save(img)
-    r = runner.invoke(app, ["activations", str(img), "-m", "lenet-digits", "-l", "fc1", "-o", str(tmp_path / "a.png")])
+    r = runner.invoke(app, ["activations", str(img), "-m", "lenet-digits", "-l", "fc1", "-o", str(tmp_path / "a")])
     assert r.exit_code == 2 and "not channel maps" in r.output
 
 

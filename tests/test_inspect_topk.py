@@ -39,14 +39,14 @@ def test_one_unit_and_an_iterable_of_batches_agree(lenet, digits):
 def test_receptive_field_equals_the_analytic_box(lenet, layer, k, s):
     h = see.activations(lenet, torch.zeros(1, 1, 32, 32), layer)[layer].shape[-1]
     pos = torch.cartesian_prod(torch.arange(h), torch.arange(h))
-    boxes = receptive_field(lenet, layer, torch.zeros(1, 1, 32, 32), pos)
+    boxes = receptive_field(lenet, torch.zeros(1, 1, 32, 32), layer, pos)
     expect = torch.cat([pos * s, pos * s + k], 1)
     assert torch.equal(boxes, expect)
 
 
 def test_receptive_field_with_padding_and_stride_clips_at_the_border():
     net = nn.Sequential(nn.Conv2d(1, 2, 3, stride=2, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(2, 1, 3, padding=1))
-    boxes = receptive_field(net, "3", torch.zeros(1, 1, 16, 16), torch.tensor([[0, 0], [2, 1]]))
+    boxes = receptive_field(net, torch.zeros(1, 1, 16, 16), "3", torch.tensor([[0, 0], [2, 1]]))
     # analytic: out 3 at r → pool rows r-1..r+1 → conv rows 2r-2..2r+3 → input rows 4r-5..4r+7 (clipped to 0..15)
     assert boxes.tolist() == [[0, 0, 8, 8], [3, 0, 16, 12]]
 
@@ -106,7 +106,7 @@ def test_bad_input(lenet, digits):
     with pytest.raises(ValueError, match="empty"):
         topk(lenet, digits[:0], "relu2", progress=False)
     with pytest.raises(ValueError, match="no spatial"):
-        receptive_field(lenet, "fc1", digits[:1], torch.tensor([[0, 0]]))
+        receptive_field(lenet, digits[:1], "fc1", torch.tensor([[0, 0]]))
     with pytest.raises(ValueError, match="k must be"):
         topk(lenet, digits, "relu2", k=0, progress=False)
     with pytest.raises(ValueError, match="unknown layer"):

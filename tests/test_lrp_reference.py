@@ -137,7 +137,7 @@ LAYOUT = {rule: [rule] * 4 if rule in ("epsilon", "gamma", "zplus") else [rule, 
 def test_each_rule_equals_its_float64_reference_elementwise(small, rule):
     net, x, t = small
     names = dict(zip(["conv1", "conv2", "fc1", "fc2"], LAYOUT[rule]))
-    ours, sums = lrp_relevances(net, x, t, composite=lambda name, m, first: names.get(name), epsilon=EPSILON, gamma=GAMMA)
+    ours, sums = lrp_relevances(net, x, t, composite=lambda name, m, first: names.get(name), stabilizer=EPSILON, gamma=GAMMA)
     ref, ref_sums = reference_lrp(net, x, t, LAYOUT[rule])
     torch.testing.assert_close(ours, ref, rtol=1e-10, atol=1e-12)
     assert list(sums) == ["fc2", "fc1", "conv2", "conv1"]
@@ -153,7 +153,7 @@ def test_saturated_relu6_keeps_its_relevance_toy():
         net[3].weight.fill_(1.0)
     x = torch.tensor([[[[0.5, 0.25]]]], dtype=torch.float64)
     for composite in ("epsilon", "epsilon-plus"):
-        a = see.attribute(net, x, "lrp", target=0, composite=composite, epsilon=0.0)
+        a = see.attribute(net, x, "lrp", target=0, composite=composite, stabilizer=0.0)
         assert a.flatten().tolist() == [6.0, 1.0], composite
     # The plain gradient through the saturated unit is 0: what a gradient-only LRP would give.
     assert see.attribute(net, x, "grad-x-input", target=0).flatten().tolist() == [0.0, 1.0]
@@ -180,7 +180,7 @@ def test_relevance_is_conserved_through_saturated_relu6(composite):
     saturated = [(rec[n] >= 6).double().mean().item() for n in ("1", "4", "8")]
     assert min(saturated) > 0.1  # every ReLU6 layer has saturated units
     target = score.argmax(1)
-    attribution, sums = lrp_relevances(net, x, target, composite=composite, epsilon=1e-12)
+    attribution, sums = lrp_relevances(net, x, target, composite=composite, stabilizer=1e-12)
     logit = score.gather(1, target[:, None])[:, 0]
     for name, s in sums.items():
         torch.testing.assert_close(s, logit, rtol=1e-9, atol=0, msg=f"layer {name}")

@@ -123,10 +123,10 @@ def test_max_sensitivity_is_zero_for_a_constant_explainer_and_smoothgrad_is_stea
     x, y = x[:2], y[:2]
     with untouched(model):
         const = see.metrics.max_sensitivity(model, x, lambda m, x, t: torch.ones_like(x), y, progress=False)
-        grad = see.metrics.max_sensitivity(model, x, "saliency", y, radius=0.05, n_perturbations=6, progress=False)
+        grad = see.metrics.max_sensitivity(model, x, "saliency", y, radius=0.05, n_samples=6, progress=False)
     assert torch.equal(const.values, torch.zeros(2, dtype=torch.float64))
-    smooth = see.metrics.max_sensitivity(model, x, "smoothgrad", y, radius=0.05, n_perturbations=6, progress=False,
-                                         noise=0.15, n_samples=8)
+    smooth = see.metrics.max_sensitivity(model, x, "smoothgrad", y, radius=0.05, n_samples=6, progress=False,
+                                         relative_noise=0.15, options={"n_samples": 8})
     assert smooth.values.mean() < 0.8 * grad.values.mean()
     assert (grad.values > 0).all()
 
@@ -147,7 +147,7 @@ def test_road_keeps_a_constant_image_constant_and_imputed_pixels_satisfy_the_nei
                     wt = 1 / 12 if dr and dq else 1 / 6
                     num, den = num + wt * out[:, r + dr, q + dq], den + wt
         torch.testing.assert_close(out[:, r, q], num / den, rtol=1e-10, atol=1e-10)
-    noisy = see.metrics.impute(x, mask, noise=0.01, seed=1)
+    noisy = see.metrics.impute(x, mask, noise_std=0.01, seed=1)
     assert 0.005 < (noisy - out)[:, mask].std() < 0.02
 
 
@@ -164,7 +164,7 @@ def test_road_curve_on_lenet_morf_drops_faster_than_lerf(lenet):
 def test_mosaic_tiles_have_distinct_labels_and_the_mask_is_the_target_tile():
     x = torch.rand(6, 3, 32, 32, generator=torch.Generator().manual_seed(0))
     y = torch.tensor([5, 1, 2, 3, 1, 4])
-    m = see.metrics.mosaic(x, y, grid=2, n=5, seed=0)
+    m = see.metrics.mosaic(x, y, grid=2, n_samples=5, seed=0)
     small = nn.functional.interpolate(x, size=(16, 16), mode="area")
     for k in range(5):
         assert len(set(y[m.sources[k]].tolist())) == 4
@@ -173,7 +173,7 @@ def test_mosaic_tiles_have_distinct_labels_and_the_mask_is_the_target_tile():
         torch.testing.assert_close(tile, small[m.sources[k, m.tile[k]]])
         assert m.targets[k] == y[m.sources[k, m.tile[k]]]
         assert m.masks[k, 0, r * 16:(r + 1) * 16, q * 16:(q + 1) * 16].all() and m.masks[k].sum() == 256
-    again = see.metrics.mosaic(x, y, grid=2, n=5, seed=0)
+    again = see.metrics.mosaic(x, y, grid=2, n_samples=5, seed=0)
     assert torch.equal(again.images, m.images)
 
 
@@ -234,7 +234,7 @@ def test_gradcam_and_rise_beat_the_random_ranking_on_labelled_photos(photos, met
 def test_gradcam_points_at_the_right_tile_of_mosaics_well_above_chance():
     model, _ = see.zoo.load("efficientnet-lite0")
     xs, ys = see.zoo.imagenet_samples(size=128)
-    m = see.metrics.mosaic(xs, ys, grid=2, n=12, seed=0)
+    m = see.metrics.mosaic(xs, ys, grid=2, n_samples=12, seed=0)
     with untouched(model):
         a = see.attribute(model, m.images, "gradcam", target=m.targets)
     hits = see.metrics.pointing_game(a, m.masks)

@@ -29,9 +29,9 @@ CALLS = {
     "infidelity-square": lambda m, x, y, a, s: M.infidelity(m, x, a, y, n_samples=8, seed=s, batch_size=8, progress=False),
     "infidelity-gaussian": lambda m, x, y, a, s: M.infidelity(m, x, a, y, perturbation="gaussian", n_samples=8, seed=s,
                                                            batch_size=8, progress=False),
-    "max_sensitivity": lambda m, x, y, a, s: M.max_sensitivity(m, x, "saliency", y, n_perturbations=4, seed=s,
+    "max_sensitivity": lambda m, x, y, a, s: M.max_sensitivity(m, x, "saliency", y, n_samples=4, seed=s,
                                                                batch_size=8, progress=False),
-    "mosaic": lambda m, x, y, a, s: M.mosaic(x, torch.arange(len(x)), grid=2, n=2, seed=s),
+    "mosaic": lambda m, x, y, a, s: M.mosaic(x, torch.arange(len(x)), grid=2, n_samples=2, seed=s),
     "trust_badge": lambda m, x, y, a, s: see.sanity.trust_badge(m, x, "grad-x-input", y, a, seed=s),
 }
 

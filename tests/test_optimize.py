@@ -70,7 +70,7 @@ def test_batch_invariance(lenet):
 
 def test_starting_from_an_image_keeps_it_and_traces_its_score(lenet, digits):
     x, y = digits
-    v = see.visualize(lenet, [f"logit:{c}" for c in y.tolist()], init=x, param="pixel", transforms=None, steps=1, lr=1e-6)
+    v = see.visualize(lenet, [f"logit:{c}" for c in y.tolist()], init=x, param="pixel", transforms=None, steps=1, step_size=1e-6)
     assert torch.allclose(v.x, x, atol=2e-4)
     with torch.no_grad():
         ref = lenet(x).gather(1, y.view(-1, 1)).squeeze(1)
@@ -78,7 +78,7 @@ def test_starting_from_an_image_keeps_it_and_traces_its_score(lenet, digits):
 
 
 def test_diversity_term_pushes_the_batch_apart(lenet):
-    kw = dict(n=3, size=32, param="pixel", transforms=None, steps=20, seed=0)
+    kw = dict(n_samples=3, size=32, param="pixel", transforms=None, steps=20, seed=0)
     plain = see.visualize(lenet, "channel:relu2:4", **kw)
     diverse = see.visualize(lenet, "channel:relu2:4", diversity=50.0, **kw)
 
@@ -163,7 +163,7 @@ def test_visualize_dream_invert_leave_a_model_in_train_mode_untouched():
     net[2].weight.grad = torch.full_like(net[2].weight, 0.5)
     x = torch.rand(1, 3, 24, 24)
     with untouched(net):
-        see.visualize(net, "logit:1 + channel:2:3", size=24, steps=3, diversity=1.0, n=2)
+        see.visualize(net, "logit:1 + channel:2:3", size=24, steps=3, diversity=1.0, n_samples=2)
     with untouched(net):
         see.dream(net, x, "1", steps=2, octaves=2)
     with untouched(net):

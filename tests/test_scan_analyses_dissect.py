@@ -162,7 +162,7 @@ def test_known_detectors_get_their_concepts_and_noise_gets_none(model):
     assert f"`red` at IoU {iou_red:.3f}, the edge unit `{stripe}` at IoU {iou_stripe:.3f}" in doc
     # after 4× average pooling and bilinear upsampling the stripe detector still wins; the noise still loses
     assert d.label("pooled", 1) == stripe and d.label("pooled", 2) is None
-    frame = d.summary()
+    frame = d.label_counts()
     units = frame[frame.layer == "units"].set_index("category")["units"].to_dict()
     assert units == {"color": 1, "pattern": 1, "texture": 0}
 

@@ -65,7 +65,7 @@ def test_maps_csv_and_scores_match_direct_calls(lenet, folder, tmp_path):
 
 
 def test_rows_do_not_depend_on_chunks_or_batches(lenet, folder, tmp_path):
-    runs = [explain_folder(lenet, folder, "grad-x-input", tmp_path / f"o{c}{b}", steps=4, chunk_size=c, batch=b,
+    runs = [explain_folder(lenet, folder, "grad-x-input", tmp_path / f"o{c}{b}", steps=4, chunk_size=c, batch_size=b,
                            preprocess=see.zoo.load("lenet-digits")[1], progress=False).table
             for c, b in ((7, 16), (1, 1), (3, 2))]
     cols = ["name", "predicted", "deletion", "deletion_random", "insertion", "insertion_random"]

@@ -26,7 +26,7 @@ def test_fashion_mnist_reads_the_idx_files_in_batches():
     assert b.labels.tolist() == labels[[0, 5, 9999]].tolist() and src.classes[int(labels[0])] == "Ankle boot"
     back = pickle.loads(pickle.dumps(src))  # what a Dask worker gets: paths, not the data
     assert len(pickle.dumps(src)) < 10_000 and torch.equal(back.read([7]).x, src.read([7]).x)
-    assert see.scan.fashion_mnist("test", n=50).read(range(48, 50)).labels.tolist() == labels[48:50].tolist()
+    assert see.scan.fashion_mnist("test", n_samples=50).read(range(48, 50)).labels.tolist() == labels[48:50].tolist()
     small = see.scan.fashion_mnist("test")  # 32 px for lenet-digits
     assert small[3][0].shape == (1, 32, 32) and 0 <= small[3][0].min() and small[3][0].max() <= 1
     model = see.zoo.load("lenet-digits")[0]

@@ -132,7 +132,7 @@ def test_cli_scan_stores_resumes_and_lists_skipped_files(tmp_path):
     for i in range(3):
         see.zoo.image("coffee").resize((40 + i, 40)).save(photos / f"{i}.png")
     (photos / "bad.jpg").write_bytes(b"\xff\xd8 truncated")
-    r = runner.invoke(app, ["scan", str(photos), "-l", "fc3", "-o", str(tmp_path / "p"), "-a", "topk", "--k", "2"])
+    r = runner.invoke(app, ["scan", str(photos), "-l", "fc3", "-o", str(tmp_path / "p"), "-a", "topk", "--top", "2"])
     assert r.exit_code == 0, r.output
     assert "skipped 1 unreadable file(s):" in r.output and "bad.jpg: cannot read" in r.output
 

@@ -85,7 +85,7 @@ def test_lrp_starts_from_the_chosen_score_and_conserves_it():
     t = torch.tensor([0, 2, 3])
     out = net(x).detach()
     for score, value in (("logit", out), ("probability", out.softmax(1)), ("log-probability", out.log_softmax(1))):
-        a = see.attribute(net, x, "lrp", target=t, composite="epsilon", epsilon=0.0, score=score)
+        a = see.attribute(net, x, "lrp", target=t, composite="epsilon", stabilizer=0.0, score=score)
         torch.testing.assert_close(a.sum((1, 2, 3)), value[torch.arange(3), t], rtol=1e-10, atol=1e-12, msg=score)
 
 

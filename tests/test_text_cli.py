@@ -34,8 +34,8 @@ def one_line(res, *fragments: str) -> str:
     (["bias", "--words", "nurse,hairdresser"], "'hairdresser' in the --words list is not one token"),
     (["bias", "--words", "nurse,\U0001f701"], "not in the vocabulary"),
     (["bias", "--direction", "up"], "--direction must be pca or difference"),
-    (["probe", "--n", "5"], "too few sentences"),
-    (["probe", "--n", "40", "--tasks", "syntax"], "unknown task(s) syntax"),
+    (["probe", "--samples", "5"], "too few sentences"),
+    (["probe", "--samples", "40", "--tasks", "syntax"], "unknown task(s) syntax"),
 ])
 def test_bad_input_is_one_line(args, fragment):
     one_line(runner.invoke(app, args), fragment)
@@ -62,13 +62,13 @@ def test_explain_text_with_attention_methods_and_a_pair(tmp_path):
 
 @pytest.mark.slow
 def test_probe_and_bias_write_their_figures(tmp_path):
-    res = runner.invoke(app, ["probe", "--n", "60", "--tasks", "tense,length", "-o", str(tmp_path / "p.png")])
+    res = runner.invoke(app, ["probe", "--samples", "60", "--tasks", "tense,length", "-o", str(tmp_path / "p")])
     assert res.exit_code == 0, res.output
-    rows = list(csv.DictReader(open(tmp_path / "p.csv", encoding="utf-8")))
+    rows = list(csv.DictReader(open(tmp_path / "p" / "probe.csv", encoding="utf-8")))
     assert len(rows) == 2 * 7 and {r["task"] for r in rows} == {"tense", "length"}
-    res = runner.invoke(app, ["bias", "--words", "nurse,carpenter", "-o", str(tmp_path / "b.png")])
+    res = runner.invoke(app, ["bias", "--words", "nurse,carpenter", "-o", str(tmp_path / "b")])
     assert res.exit_code == 0, res.output
-    assert "WEAT 6" in res.output and (tmp_path / "b.png").stat().st_size > 1000
+    assert "WEAT 6" in res.output and (tmp_path / "b" / "bias.png").stat().st_size > 1000
 
 
 def test_an_image_command_given_a_text_model_is_one_line(tmp_path):

@@ -100,7 +100,7 @@ def test_minilm_layers_encode_the_properties_and_controls_are_lower():
 
     model, _ = see.zoo.load("minilm-l6")
     with untouched(model):
-        r = P.probe(model, see.zoo.tokenizer("minilm-l6"), n=300, seed=0)
+        r = P.probe(model, see.zoo.tokenizer("minilm-l6"), n_samples=300, seed=0)
     assert set(r.accuracy) == set(P.TASKS) and all(len(v) == 7 for v in r.accuracy.values())
     for task in ("tense", "subject-number", "object-number", "word-content"):
         assert (r.accuracy[task] > r.majority[task] + 0.2).all(), task

@@ -16,12 +16,13 @@ import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 from torch import nn
 
 from . import zoo
+from .loading_input import _device, _normalization, _on_device, _read_labels, _shape, shape_hint  # noqa: F401
 
 _MODEL_SUFFIXES = (".pt", ".pth", ".ts", ".pkl", ".bin", ".ptl")
 
@@ -35,13 +36,18 @@ class LoadedModel:
 
 
 def _factory(spec: str) -> Callable[[], nn.Module]:
-    mod_name, _, attr = spec.partition(":")
+    """``module:attr`` (importable, or found in the current folder) or ``path/to/file.py:attr``.
+
+    >>> _factory("tests.factories:tiny").__name__
+    'tiny'
+    """
+    mod_name, _, attr = spec.rpartition(":")
     if not mod_name or not attr:
-        raise ValueError(f"a factory is written package.module:callable, got {spec!r}")
-    try:
-        module = importlib.import_module(mod_name)
-    except ImportError as e:
-        raise ValueError(f"cannot import {mod_name!r} for {spec!r}: {e}") from e
+        raise ValueError(f"a factory is written module:callable or path/to/file.py:callable, got {spec!r}")
+    if mod_name.endswith(".py") or "/" in mod_name or "\\" in mod_name:
+        module = _module_from_file(Path(mod_name), spec)
+    else:
+        module = _import(mod_name, spec)
     fn = module
     for part in attr.split("."):
         if not hasattr(fn, part):
@@ -50,6 +56,53 @@ def _factory(spec: str) -> Callable[[], nn.Module]:
     if not callable(fn):
         raise ValueError(f"{spec!r} is not callable")
     return fn
+
+
+def _import(mod_name: str, spec: str):
+    """Import ``mod_name``, also from the current folder: the ``seethrough`` script's own folder is on
+    ``sys.path`` but the folder it runs in is not, so ``mymod:factory`` needed ``PYTHONPATH=.``."""
+    import os
+    import sys
+
+    cwd = os.getcwd()
+    added = cwd not in sys.path and "" not in sys.path
+    if added:
+        sys.path.append(cwd)  # last: a module of the user's never shadows an installed package
+    try:
+        return importlib.import_module(mod_name)
+    except ImportError as e:
+        raise ValueError(f"cannot import {mod_name!r} for {spec!r} (looked in the installed packages and in {cwd}): "
+                         f"{e}") from e
+    finally:
+        if added:
+            sys.path.remove(cwd)
+
+
+def _module_from_file(path: Path, spec: str):
+    """Run a ``.py`` file as a module (its folder on ``sys.path`` meanwhile, for its own imports)."""
+    import importlib.util
+    import sys
+
+    if path.suffix != ".py":
+        raise ValueError(f"{spec!r}: {str(path)!r} is not a .py file; write path/to/file.py:factory or module:factory")
+    if not path.is_file():
+        raise ValueError(f"{spec!r}: no such Python file {str(path)!r}")
+    name = f"seethrough_user_{path.resolve().as_posix().encode().hex()[-16:]}_{path.stem}"
+    if name in sys.modules:
+        return sys.modules[name]
+    loader_spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(loader_spec)
+    folder = str(path.resolve().parent)
+    sys.path.insert(0, folder)
+    sys.modules[name] = module  # registered before it runs, as import does (dataclasses, pickling need it)
+    try:
+        loader_spec.loader.exec_module(module)
+    except Exception as e:  # the user's file: a syntax error, a failed import, anything
+        del sys.modules[name]
+        raise ValueError(f"{path} fails to import: {type(e).__name__}: {_first_line(e)}") from e
+    finally:
+        sys.path.remove(folder)
+    return module
 
 
 def _as_module(obj: object, spec: str) -> nn.Module:
@@ -63,18 +116,27 @@ def load_model(
     *,
     arch: str | None = None,
     unsafe_pickle: bool = False,
-    input_size: int = 224,
+    input_size: int | None = None,
     sha256: str | None = None,
     probe: bool = True,
+    channels: int | None = None,
+    mean: str | Sequence[float] | None = None,
+    std: str | Sequence[float] | None = None,
+    labels: str | Path | None = None,
+    device: str | None = None,
 ) -> LoadedModel:
     """Resolve a ``--model`` value.
 
-    ``spec`` is a zoo name, ``package.module:factory`` (a callable returning an
-    ``nn.Module``), a TorchScript file, or a state dict (then ``arch`` names the factory).
+    ``spec`` is a zoo name, ``module:factory`` (a callable returning an ``nn.Module``; the module is
+    looked for in the installed packages and in the current folder), ``path/to/file.py:factory``,
+    a TorchScript file, or a state dict (then ``arch`` names the factory).
     A pickled full model is only unpickled with ``unsafe_pickle=True``; ``sha256`` (64 hex
     digits) is checked against the file's bytes before anything is read from it. A user's
     model is run in float32 (its images are float32; other float weights are converted, with
-    a warning) and, with ``probe``, once on a blank ``(1, 3, input_size, input_size)`` image.
+    a warning) and, with ``probe``, once on a blank ``(1, channels, input_size, input_size)`` image
+    (defaults 3 and 224). ``mean``/``std`` wrap it with :func:`seethrough.zoo.with_normalization`
+    (images stay in [0, 1]); ``labels`` is a file of class names, one per line; ``device`` moves the
+    model there and the preprocessing's tensors with it.
 
     >>> load_model("lenet-digits").name
     'lenet-digits'
@@ -87,10 +149,17 @@ def load_model(
     is_file_spec = spec not in zoo.models() and (path.suffix in _MODEL_SUFFIXES or path.exists())
     if sha256 is not None and not is_file_spec:
         raise ValueError(f"--sha256 checks a model file, and {spec!r} is not a file")
+    dev = _device(device)
     if spec in zoo.models():
+        given = [f"--{k.replace('_', '-')}" for k, v in (("input_size", input_size), ("channels", channels),
+                                                          ("mean", mean), ("std", std), ("labels", labels)) if v is not None]
+        if given:
+            raise ValueError(f"{spec} is a zoo model with its own input size, channels, normalisation and labels: "
+                             f"{', '.join(given)} describe your own models only; drop them")
         model, prep = zoo.load(spec)
-        return LoadedModel(model, prep, zoo.labels(spec), spec)
-    prep = zoo.Preprocess(resize=round(input_size * 256 / 224), crop=input_size)
+        return _on_device(LoadedModel(model, prep, zoo.labels(spec), spec), dev)
+    size, chans = _shape(input_size, channels)
+    prep = zoo.Preprocess(resize=round(size * 256 / 224), crop=size, grayscale=chans == 1, min_side=min(32, size))
     if is_file_spec:
         model, name = _load_file(path, arch, unsafe_pickle, sha256), path.name
     elif ":" in spec:
@@ -101,13 +170,18 @@ def load_model(
         close = difflib.get_close_matches(spec, list(zoo.models()), n=1, cutoff=0.6)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         raise ValueError(
-            f"unknown model {spec!r}{hint}: give a zoo name ({', '.join(zoo.models())}), package.module:factory, "
-            "a TorchScript file, or a state dict with --arch"
+            f"unknown model {spec!r}{hint}: give a zoo name ({', '.join(zoo.models())}), module:factory, "
+            "path/to/file.py:factory, a TorchScript file, or a state dict with --arch"
         )
     model = _as_float32(model.eval(), name)
+    norm = _normalization(mean, std, chans)
+    if norm is not None:
+        model = zoo.with_normalization(model, *norm)
+    names = _read_labels(Path(labels)) if labels is not None else None
+    loaded = _on_device(LoadedModel(model, prep, names, name), dev)
     if probe:
-        _probe(model, prep, name, input_size)
-    return LoadedModel(model, prep, None, name)
+        _probe(loaded.model, loaded.preprocess, name, size, chans, names, labels)
+    return loaded
 
 
 def _as_float32(model: nn.Module, name: str) -> nn.Module:
@@ -120,7 +194,8 @@ def _as_float32(model: nn.Module, name: str) -> nn.Module:
     return model
 
 
-def _probe(model: nn.Module, prep: Callable, name: str, size: int) -> None:
+def _probe(model: nn.Module, prep: Callable, name: str, size: int, channels: int = 3,
+           labels: list[str] | None = None, labels_file=None) -> None:
     from PIL import Image
 
     from .hooks import forward
@@ -131,11 +206,14 @@ def _probe(model: nn.Module, prep: Callable, name: str, size: int) -> None:
         out = forward(model, x)
     except Exception as e:  # the user's forward, on the input every command will give it
         raise ValueError(f"{name} fails on a {tuple(x.shape)} float32 image in [0, 1], what the command line feeds "
-                         f"it: {type(e).__name__}: {_first_line(e)}") from e
+                         f"it: {type(e).__name__}: {_first_line(e)}; {shape_hint(model, channels, size)}") from e
     try:
-        class_output(out, hint=MODEL_HINT)
+        scores = class_output(out, hint=MODEL_HINT)
     except TypeError as e:
         raise ValueError(f"{name}: {e}") from None
+    if labels is not None and len(labels) != scores.shape[-1]:
+        raise ValueError(f"--labels {labels_file} has {len(labels)} names but {name} outputs {scores.shape[-1]} "
+                         "class scores: give one name per output, in order")
 
 
 def _first_line(e: BaseException) -> str:

@@ -165,7 +165,7 @@ def test_probe_curves_run_once_as_a_job_and_equal_the_library_probe(topics):
             job = client.get(f"/api/jobs/{job['id']}").json()
         assert job["state"] == "done", job
         got = client.get("/api/text_probe").json()
-        direct = see.text.probe(s.model, n=300)
+        direct = see.text.probe(s.model, n_samples=300)
     assert got["n"] == 300 and got["tasks"] == list(see.text.TASKS)
     assert got["accuracy"] == {k: v.tolist() for k, v in direct.accuracy.items()}
     assert got["control"] == {k: v.tolist() for k, v in direct.control.items()}

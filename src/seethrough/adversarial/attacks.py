@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..deprecation import rename_keys
 from ..progress import report
 
 PIXEL = 255.0  # ε and step sizes are in 0-255 pixel units; tensors live in [0, 1]
@@ -41,6 +42,7 @@ class Attack:
 
 
 ATTACKS: dict[str, Attack] = {}
+RENAMED = {"lr": "step_size"}  # old option names every attack still accepts for one release (issue 19)
 
 
 def register(name: str, *, paper: str, description: str, defaults: dict[str, Any], needs_model: bool = False) -> Callable:
@@ -107,22 +109,31 @@ def _direction(grad: torch.Tensor, norm: str) -> torch.Tensor:
 def _random_start(x: torch.Tensor, eps: float, norm: str, gen: torch.Generator) -> torch.Tensor:
     """A uniform random point of the ε-ball (drawn on the CPU so seeds match across devices)."""
     shape = tuple(x.shape)
-    if norm == "linf":
-        noise = (torch.rand(shape, generator=gen, dtype=torch.float64) * 2 - 1) * eps
-    else:
-        u = torch.randn(shape, generator=gen, dtype=torch.float64)
-        d = math.prod(shape[1:])
-        r = torch.rand(shape[0], generator=gen, dtype=torch.float64) ** (1.0 / d) * eps
-        noise = u / _flat_norm(u) * r.view(-1, *([1] * (len(shape) - 1)))
+    d = math.prod(shape[1:])
+
+    def one() -> torch.Tensor:
+        if norm == "linf":
+            return (torch.rand(shape[1:], generator=gen, dtype=torch.float64) * 2 - 1) * eps
+        u = torch.randn(shape[1:], generator=gen, dtype=torch.float64)
+        return u / u.norm() * torch.rand((), generator=gen, dtype=torch.float64) ** (1.0 / d) * eps
+
+    # Every sample draws from the same seeded stream: its start never depends on where it sits in the batch.
+    state = gen.get_state()
+    draws = []
+    for _ in range(shape[0]):
+        gen.set_state(state)
+        draws.append(one())
+    noise = torch.stack(draws) if draws else torch.zeros(shape, dtype=torch.float64)
     return project(x + noise.to(x), x, eps, norm)
 
 
 # ----------------------------------------------------------------------------- the attacks
 @register("ascent", paper="the course's loop: SGD on −cross-entropy w.r.t. the (normalised) input",
-          description="gradient ascent on the loss with a learning rate, no ε-ball; by default the step acts on the "
-                      "model's normalised input, as in the course; pixels kept in [0, 1]",
-          defaults={"lr": 0.1, "steps": 10, "clamp": True, "space": "normalized"}, needs_model=True)
-def _ascent(x, gen, *, lr, steps, clamp, space, model):
+          description="gradient ascent on the loss with a learning rate (step_size), no ε-ball; by default the step "
+                      "acts on the model's normalised input, as in the course; pixels kept in [0, 1]",
+          defaults={"step_size": 0.1, "steps": 10, "clamp": True, "space": "normalized"}, needs_model=True)
+def _ascent(x, gen, *, step_size, steps, clamp, space, model):
+    lr = step_size  # the course's SGD learning rate
     # The course runs SGD on the tensor the network sees, z = (x − mean)/std. A step of lr·∇_z
     # there is, in pixel units, x ← x + lr·std²·∇_x (∇_z = std·∇_x and Δx = std·Δz): about 20×
     # smaller than lr·∇_x with ImageNet's std ≈ 0.226. space="pixel" steps lr·∇_x directly.
@@ -182,6 +193,7 @@ def resolve_options(method: str, options: dict[str, Any], x: torch.Tensor) -> di
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         raise ValueError(f"unknown attack method {method!r}{hint}; available: {', '.join(ATTACKS)}")
     defaults = ATTACKS[method].defaults
+    options = rename_keys(method, options, **RENAMED)  # ascent's lr= (issue 19): one release
     unknown = sorted(set(options) - set(defaults))
     if unknown:
         raise TypeError(f"attack {method!r} does not take option(s) {', '.join(unknown)}; it takes: {', '.join(defaults)}")
@@ -190,8 +202,8 @@ def resolve_options(method: str, options: dict[str, Any], x: torch.Tensor) -> di
     if "norm" in opts and opts["norm"] not in ("linf", "l2"):
         raise ValueError(f"norm must be 'linf' or 'l2', got {opts['norm']!r}")
     if "space" in opts and opts["space"] not in ("normalized", "pixel"):
-        raise ValueError(f"space must be 'normalized' (lr acts on the model's normalised input, as in the course) "
-                         f"or 'pixel' (lr acts on [0, 1] pixels), got {opts['space']!r}")
+        raise ValueError(f"space must be 'normalized' (step_size acts on the model's normalised input, as in the "
+                         f"course) or 'pixel' (step_size acts on [0, 1] pixels), got {opts['space']!r}")
     if "eps" in opts:
         eps = opts["eps"]
         top = PIXEL if opts.get("norm") == "linf" else PIXEL * math.sqrt(d)
@@ -202,7 +214,7 @@ def resolve_options(method: str, options: dict[str, Any], x: torch.Tensor) -> di
             )
     if "steps" in opts and (isinstance(opts["steps"], bool) or not isinstance(opts["steps"], int) or opts["steps"] < 1):
         raise ValueError(f"steps must be a positive int, got {opts['steps']!r}")
-    for name in ("lr", "step_size"):
+    for name in ("step_size",):
         v = opts.get(name)
         if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0 or v == math.inf):
             raise ValueError(f"{name} must be a positive finite number, got {v!r}")
@@ -211,7 +223,8 @@ def resolve_options(method: str, options: dict[str, Any], x: torch.Tensor) -> di
 
 # ----------------------------------------------------------------------------- the shared loop
 def _record(out: torch.Tensor, goal: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    probs = out.detach().float().softmax(dim=1)
+    out = out.detach()
+    probs = (out if out.dtype == torch.float64 else out.float()).softmax(dim=1)  # float64 in, float64 out
     p, c = probs.max(dim=1)
     return c, p, probs.gather(1, goal.view(-1, 1)).squeeze(1)
 

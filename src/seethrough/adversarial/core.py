@@ -12,12 +12,13 @@ from ..boundary import Boundary, as_boundary
 from ..hooks import hooks
 from ..inputs import check_images
 from ..outputs import MODEL_HINT, class_output
+from ..results import ResultProtocol
 from ..targets import target_indices
 from .attacks import ATTACKS, PIXEL, perturb, resolve_options
 
 
 @dataclass
-class AttackResult:
+class AttackResult(ResultProtocol):
     """What an attack did, per sample (first dimension ``N``).
 
     ``history_class`` / ``history_prob``: the predicted class and its probability at every
@@ -45,6 +46,7 @@ class AttackResult:
     already_wrong: torch.Tensor
     relative: torch.Tensor = field(init=False)
     linf: torch.Tensor = field(init=False)
+    seed: int | None = None  # the seed of the attack's random start (0 unless given); options hold it too
 
     def __post_init__(self) -> None:
         delta = (self.x_adv - self.x).flatten(1)
@@ -71,8 +73,16 @@ class AttackResult:
         """``x_adv`` rounded to the 256 levels an 8-bit PNG can hold."""
         return quantize(self.x_adv)
 
-    def summary(self, labels: list[str] | None = None) -> list[str]:
-        """One line per sample: classes, confidence, perturbation size and success."""
+    def summary(self, labels: list[str] | None = None) -> str:
+        """One line: the sample's :meth:`lines` for one image, else how many attacks succeeded."""
+        if len(self.label) == 1:
+            return self.lines(labels)[0]
+        goal = "targeted" if self.targeted else "untargeted"
+        return (f"{self.method} ({goal}) on {len(self.label)} images: {int(self.success.sum())} succeed, "
+                f"{int(self.success_8bit.sum())} after 8-bit rounding; median L∞ {float(self.linf.median()):.2f}")
+
+    def lines(self, labels: list[str] | None = None) -> list[str]:
+        """One line per sample: classes, confidence, perturbation size and success (``summary()`` before issue 19)."""
         name = (lambda c: labels[c] if labels is not None and c < len(labels) else str(c))
         lines = []
         for i in range(len(self.label)):
@@ -112,9 +122,9 @@ def attack(
 
     ``target=None`` is untargeted: push each image away from ``label`` (default: the
     model's clean prediction). ``target=t`` (an int or one class per sample) makes every
-    image class ``t``. Options (``eps`` and ``step_size`` in 0-255 pixel units): ascent
-    ``lr, steps, clamp, space`` (``lr`` acts on the model's normalised input by default, as in
-    the course; ``space="pixel"``: on [0, 1] pixels); fgsm ``eps, norm``; bim ``eps, steps, step_size, norm``; pgd
+    image class ``t``. Options (``eps`` and bim/pgd's ``step_size`` in 0-255 pixel units): ascent
+    ``step_size, steps, clamp, space`` (``step_size`` is the course's learning rate and acts on the
+    model's normalised input by default; ``space="pixel"``: on [0, 1] pixels); fgsm ``eps, norm``; bim ``eps, steps, step_size, norm``; pgd
     additionally ``random_start, seed``. ``norm`` is ``"linf"`` or ``"l2"``. On tabular rows (a
     tabular boundary, or a module with ``(N, F)`` float rows) ``eps``/``step_size`` are in the features'
     own units (a number or one value per feature) and steps are clamped to the boundary's ``ranges``
@@ -175,7 +185,7 @@ def attack(
         method=method, options=opts, x=x, x_adv=x_adv, label=label_idx, target=target_idx,
         history_class=h_cls, history_prob=h_prob, history_goal_prob=h_goal,
         success=succeeded(h_cls[:, -1]), success_8bit=succeeded(pred_8bit), pred_8bit=pred_8bit,
-        already_wrong=clean != label_idx,
+        already_wrong=clean != label_idx, seed=int(opts.get("seed", 0)),
     )
 
 
@@ -214,7 +224,8 @@ def _attack_rows(b: Boundary, x: torch.Tensor, method: str, target: Any, label: 
     success = succeeded(h_cls[:, -1])
     r = AttackResult(method=method, options=opts, x=x, x_adv=x_adv, label=label_idx, target=target_idx,
                      history_class=h_cls, history_prob=h_prob, history_goal_prob=h_goal, success=success,
-                     success_8bit=success, pred_8bit=h_cls[:, -1], already_wrong=clean != label_idx)
+                     success_8bit=success, pred_8bit=h_cls[:, -1], already_wrong=clean != label_idx,
+                     seed=int(opts.get("seed", 0)))
     r.linf = (x_adv - x).abs().amax(dim=1)  # feature units, not 0-255 pixel levels
     return r
 

@@ -7,17 +7,19 @@ Placement is differentiable (an affine grid sample), batched over the placements
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..batching import bytes_per_item, model_key, run_batched
+from ..deprecation import renamed
 from ..hooks import hooks
 from ..inputs import check_images
 from ..outputs import MODEL_HINT, class_output
-from ..progress import report
+from ..progress import bar, report
+from ..results import ResultProtocol, call_options
 from ..targets import target_indices
 
 
@@ -35,8 +37,15 @@ class Placements:
         return Placements(self.image[s], self.scale[s], self.center[s], self.angle[s])
 
 
-def random_placements(n: int, n_images: int, scale: tuple[float, float], max_angle: float, gen: torch.Generator) -> Placements:
-    """``n`` placements drawn uniformly; the patch's centre keeps it inside the image when unrotated."""
+@renamed(n="n_samples")
+def random_placements(n_samples: int, n_images: int, scale: tuple[float, float], max_angle: float,
+                      gen: torch.Generator) -> Placements:
+    """``n_samples`` placements drawn uniformly; the patch's centre keeps it inside the image when unrotated.
+
+    >>> random_placements(3, 2, (0.25, 0.4), 0.0, torch.Generator().manual_seed(0)).image.shape
+    torch.Size([3])
+    """
+    n = n_samples
     s = scale[0] + (scale[1] - scale[0]) * torch.rand(n, generator=gen, dtype=torch.float64)
     c = (torch.rand(n, 2, generator=gen, dtype=torch.float64) * 2 - 1) * (1 - s)[:, None]
     a = (torch.rand(n, generator=gen, dtype=torch.float64) * 2 - 1) * max_angle
@@ -69,7 +78,7 @@ def apply_patch(x: torch.Tensor, patch: torch.Tensor, where: Placements) -> torc
 
 
 @dataclass
-class PatchResult:
+class PatchResult(ResultProtocol):
     """The optimised ``patch`` (C, side, side) in [0, 1], the ``target`` class, the training
     ``loss`` per step, and on held-out placements: ``success`` (fraction predicted as the
     target, images whose clean prediction already is the target excluded) and
@@ -82,8 +91,21 @@ class PatchResult:
     random_success: float
     eval_placements: Placements
     eval_pred: torch.Tensor
+    options: dict = field(default_factory=dict)
+    seed: int | None = None
+
+    def summary(self) -> str:
+        return (f"adversarial patch for class {self.target}: {self.success:.1%} of held-out placements predicted as it "
+                f"(a random-noise patch: {self.random_success:.1%}); final loss {float(self.loss[-1]):.3f}")
+
+    def to_frame(self):
+        """One row per training step: the loss."""
+        import pandas as pd
+
+        return pd.DataFrame({"step": range(len(self.loss)), "loss": self.loss.double().tolist()})
 
 
+@renamed(lr="step_size", batch="n_samples")
 def train_patch(
     model: nn.Module,
     x: torch.Tensor,
@@ -93,15 +115,16 @@ def train_patch(
     scale: tuple[float, float] = (0.25, 0.4),
     max_angle: float = math.pi / 8,
     steps: int = 200,
-    lr: float = 0.05,
-    batch: int = 16,
+    step_size: float = 0.05,
+    n_samples: int = 16,
     eval_placements: int = 16,
     seed: int = 0,
     batch_size: int | str = "auto",
+    progress: bool = True,
 ) -> PatchResult:
     """Optimise a patch that makes ``model`` predict ``target`` on ``x`` (images in [0, 1]).
 
-    Each of ``steps`` Adam steps pastes the patch on ``batch`` random (image, scale,
+    Each of ``steps`` Adam steps (learning rate ``step_size``) pastes the patch on ``n_samples`` random (image, scale,
     position, rotation) placements — scale is the patch side over the image side — and
     lowers the target's cross-entropy. The result is evaluated on ``eval_placements``
     fresh placements per image.
@@ -113,13 +136,17 @@ def train_patch(
     >>> r.success > r.random_success
     True
     """
+    opts = call_options(locals(), "model", "x")
     check_images(x, model=model)
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise ValueError(f"steps must be a positive int, got {steps!r}")
     if not (0 < scale[0] <= scale[1] <= 1):
         raise ValueError(f"scale (patch side / image side) must be (low, high) with 0 < low <= high <= 1, got {scale!r}")
-    if not lr > 0:
-        raise ValueError(f"lr must be positive, got {lr!r}")
+    if isinstance(step_size, bool) or not isinstance(step_size, (int, float)) or not step_size > 0:
+        raise ValueError(f"step_size must be a positive number (Adam's learning rate), got {step_size!r}")
+    if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 1:
+        raise ValueError(f"n_samples (placements per step) must be a positive int, got {n_samples!r}")
+    batch = n_samples
     x = x.detach()
     side = side or max(4, round(x.shape[-1] * scale[1]))
     gen = torch.Generator().manual_seed(seed)
@@ -132,8 +159,8 @@ def train_patch(
         t = int(target_indices(probe, target)[0])
         goal = torch.full((batch,), t, dtype=torch.long, device=x.device)
         param = patch.clone().requires_grad_(True)
-        opt = torch.optim.Adam([param], lr=lr)  # optimises our own tensor, never the model's
-        for k in range(steps):
+        opt = torch.optim.Adam([param], lr=step_size)  # optimises our own tensor, never the model's
+        for k in bar(range(steps), desc="patch", progress=progress):
             where = random_placements(batch, len(x), scale, max_angle, gen)
             loss = F.cross_entropy(model(apply_patch(x, param, where)), goal)
             (grad,) = torch.autograd.grad(loss, param)
@@ -157,4 +184,4 @@ def train_patch(
     keep = clean[held.image] != t
     rate = (lambda p: float((p[keep] == t).float().mean()) if keep.any() else float("nan"))
     return PatchResult(patch=patch, target=t, loss=torch.stack(losses), success=rate(pred),
-                       random_success=rate(pred_noise), eval_placements=held, eval_pred=pred)
+                       random_success=rate(pred_noise), eval_placements=held, eval_pred=pred, options=opts, seed=seed)

@@ -8,20 +8,22 @@
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
 from ..batching import bytes_per_item, check_batch_size, model_key, run_batched
+from ..deprecation import renamed
 from ..hooks import hooks
 from ..inputs import check_images
 from ..outputs import MODEL_HINT, class_output
+from ..results import ResultProtocol, call_options
 from .core import AttackResult
 
 
 @dataclass
-class SphereResult:
+class SphereResult(ResultProtocol):
     """Per image: the sphere's ``radius`` (in [0, 1] input units, L2), the clean class, and
     how many of the ``n`` points on the sphere the model labels differently (``changed``)."""
 
@@ -29,6 +31,19 @@ class SphereResult:
     clean_class: torch.Tensor
     classes: torch.Tensor  # (N, n) predicted class at every sampled point
     n: int
+    options: dict = field(default_factory=dict)
+    seed: int | None = None
+
+    def summary(self) -> str:
+        return (f"random sphere test, {self.n} points per image on {len(self.radius)} images: a median of "
+                f"{float(self.fraction.median()):.1%} of the points change the class")
+
+    def to_frame(self):
+        import pandas as pd
+
+        return pd.DataFrame({"sample": range(len(self.radius)), "radius": self.radius.double().tolist(),
+                             "clean_class": self.clean_class.tolist(), "changed": self.changed.tolist(),
+                             "fraction": self.fraction.tolist()})
 
     @property
     def changed(self) -> torch.Tensor:
@@ -46,11 +61,12 @@ def _direction(shape: tuple[int, ...], seed: int, index: int) -> torch.Tensor:
     return u / u.norm()
 
 
+@renamed(n="n_samples")
 def sphere_test(
     model: nn.Module,
     x: torch.Tensor,
     x_adv: torch.Tensor | AttackResult,
-    n: int = 1000,
+    n_samples: int = 1000,
     radius_factor: float = 2.0,
     *,
     seed: int = 0,
@@ -58,7 +74,7 @@ def sphere_test(
     batch_size: int | str = "auto",
     progress: bool = True,
 ) -> SphereResult:
-    """Sample ``n`` points uniformly on the sphere of radius ``radius_factor``·‖x − x̃‖
+    """Sample ``n_samples`` points uniformly on the sphere of radius ``radius_factor``·‖x − x̃‖
     around each image of ``x`` and record the model's class at each.
 
     ``clamp=True`` clips the points to [0, 1] (then they lie on the sphere only where the
@@ -68,19 +84,21 @@ def sphere_test(
     >>> model, _ = see.zoo.load("lenet-digits")
     >>> x, y = see.zoo.digits("test")
     >>> r = see.attack(model, x[:1], "fgsm", eps=40)
-    >>> s = see.sphere_test(model, x[:1], r, n=50)
+    >>> s = see.sphere_test(model, x[:1], r, n_samples=50)
     >>> bool(r.success[0]), int(s.changed[0]) < 50
     (True, True)
     """
     if isinstance(x_adv, AttackResult):
         x_adv = x_adv.x_adv
+    opts = call_options(locals(), "model", "x", "x_adv")
     check_images(x, model=model)
     check_images(x_adv, name="x_adv", kind="tensor")  # an unclamped attack (ascent, clamp=False) may leave [0, 1]
     check_batch_size(batch_size)
     if x_adv.shape != x.shape:
         raise ValueError(f"x_adv must have the shape of x {tuple(x.shape)}, got {tuple(x_adv.shape)}")
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"n (points per image) must be a positive int, got {n!r}")
+    if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 1:
+        raise ValueError(f"n_samples (points per image) must be a positive int, got {n_samples!r}")
+    n = n_samples
     if isinstance(radius_factor, bool) or not isinstance(radius_factor, (int, float)) or not 0 < radius_factor < 1e6:
         raise ValueError(f"radius_factor must be a positive number (2 = twice the adversarial distance), got {radius_factor!r}")
     x = x.detach()
@@ -99,7 +117,7 @@ def sphere_test(
         classes = run_batched(lambda a, b: model(points(a, b)).argmax(dim=1), len(x) * n, batch_size=batch_size,
                               item_bytes=bytes_per_item(x, "forward"), key=model_key(model, x, "forward"),
                               progress=progress, desc="sphere test")
-    return SphereResult(radius=radius, clean_class=clean, classes=classes.view(len(x), n), n=n)
+    return SphereResult(radius=radius, clean_class=clean, classes=classes.view(len(x), n), n=n, options=opts, seed=seed)
 
 
 def transfer(result: AttackResult, other: nn.Module, *, batch_size: int | str = "auto") -> torch.Tensor:

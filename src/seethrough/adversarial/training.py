@@ -15,12 +15,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..deprecation import renamed
 from ..hooks import hooks
 from ..inputs import check_images
+from ..progress import bar
 from .attacks import ATTACKS, perturb, resolve_options
 from .core import attack
 
 
+@renamed(lr="step_size")
 def adversarial_training(
     model: nn.Module,
     x: torch.Tensor,
@@ -30,22 +33,24 @@ def adversarial_training(
     steps: int = 5,
     epochs: int = 8,
     batch_size: int = 32,
-    lr: float = 3e-3,
+    step_size: float = 3e-3,
     mix: float = 0.5,
     seed: int = 0,
     reinit: bool = True,
+    progress: bool = True,
 ) -> nn.Module:
     """Train a copy of ``model`` on ``(x, y)`` with PGD examples (L∞, ``eps`` in 0-255
     pixel units, ``steps`` steps, random start) made afresh for every batch.
 
     The loss is ``(1 - mix)·CE(clean) + mix·CE(adversarial)`` (``mix=1``: Madry et al.'s
     pure adversarial objective; ``eps=0``: ordinary training). ``reinit`` resets the copy's
-    parameters (seeded) first. Adam with a one-cycle schedule; deterministic for a seed.
+    parameters (seeded) first. Adam with a one-cycle schedule peaking at ``step_size`` (the
+    learning rate); deterministic for a seed.
 
     >>> import seethrough as see
     >>> model, _ = see.zoo.load("lenet-digits")
     >>> x, y = see.zoo.digits("train")
-    >>> robust = see.adversarial_training(model, x[:64], y[:64], eps=16, steps=2, epochs=1)
+    >>> robust = see.adversarial_training(model, x[:64], y[:64], eps=16, steps=2, epochs=1, progress=False)
     >>> robust is not model, robust.training
     (True, False)
     """
@@ -69,10 +74,10 @@ def adversarial_training(
             p.requires_grad_(True)
             p.grad = None
         gen = torch.Generator().manual_seed(seed)
-        opt = torch.optim.Adam(net.parameters(), lr=lr)
+        opt = torch.optim.Adam(net.parameters(), lr=step_size)
         per_epoch = -(-len(x) // batch_size)
-        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * per_epoch)
-        for _ in range(epochs):
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=step_size, total_steps=epochs * per_epoch)
+        for _ in bar(range(epochs), desc="adversarial training", progress=progress):
             order = torch.randperm(len(x), generator=gen)
             for a in range(0, len(x), batch_size):
                 xb, yb = x[order[a:a + batch_size]], y[order[a:a + batch_size]]
@@ -99,9 +104,11 @@ def adversarial_training(
 
 
 def robust_accuracy(
-    model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: Sequence[float], method: str = "pgd", **options
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: Sequence[float], method: str = "pgd", *,
+    progress: bool = True, **options
 ) -> torch.Tensor:
     """Accuracy under ``method`` at every ``eps`` (pixel units); ``eps=0`` is the clean accuracy.
+    ``progress``: a bar over the budgets.
 
     >>> import seethrough as see
     >>> model, _ = see.zoo.load("lenet-digits")
@@ -112,7 +119,8 @@ def robust_accuracy(
     """
     if isinstance(eps, (int, float)):
         eps = [eps]
-    accs = [(attack(model, x, method, label=y, eps=float(e), progress=False, **options).pred == y).float().mean() for e in eps]
+    accs = [(attack(model, x, method, label=y, eps=float(e), progress=False, **options).pred == y).float().mean()
+            for e in bar(eps, desc="robust accuracy", progress=progress)]
     return torch.stack(accs)
 
 
@@ -122,8 +130,8 @@ def robust_accuracy(
 # Two cheap recipes (seconds to a minute on a CPU, then cached): an independently seeded
 # clean model trained from scratch, and the zoo model fine-tuned with PGD examples, which
 # reaches most of the robustness of training from scratch at a fraction of the cost.
-SEEDED_RECIPE = {"eps": 0.0, "epochs": 8, "lr": 3e-3, "reinit": True}
-ROBUST_RECIPE = {"steps": 3, "epochs": 3, "lr": 1e-3, "mix": 0.5, "reinit": False}
+SEEDED_RECIPE = {"eps": 0.0, "epochs": 8, "step_size": 3e-3, "reinit": True}
+ROBUST_RECIPE = {"steps": 3, "epochs": 3, "step_size": 1e-3, "mix": 0.5, "reinit": False}
 _VERSION = 1
 
 
@@ -131,7 +139,9 @@ def _cached(recipe: dict, seed: int) -> nn.Module:
     from .. import zoo
     from ..zoo.lenet import cache_dir, cached_lenet  # the zoo's cache: one environment variable moves them all
 
-    blob = json.dumps({**recipe, "seed": seed, "version": _VERSION}, sort_keys=True).encode()
+    # Hashed under the recipe's former key "lr", so the models cached before the rename stay valid.
+    named = {("lr" if k == "step_size" else k): v for k, v in recipe.items()}
+    blob = json.dumps({**named, "seed": seed, "version": _VERSION}, sort_keys=True).encode()
     path = cache_dir() / f"lenet-digits-adv-{hashlib.sha256(blob).hexdigest()[:12]}.pt"
 
     def train() -> nn.Module:

@@ -16,7 +16,7 @@ bounded by one batch. Those many passes run on a channels-last copy of a conv mo
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -25,9 +25,11 @@ from torch import nn
 from ..batching import bytes_per_item, model_key, run_batched
 from ..boundary import KINDS  # every gradient method serves every kind
 from ..hooks import hooks
+from ..results import ResultProtocol, call_options
 from ..targets import method_score
 from .common import check_positive_int, reject_unknown
 from .masking import channels_last_copy
+from ..deprecation import renamed
 from .registry import register
 from .where import (Where, baseline_values, finish, noise_scale, resolve, scores_and_gradient, scores_at, values_of,
                     where)
@@ -117,11 +119,12 @@ _NOISE_STATS = {"smoothgrad": "mean", "smoothgrad-sq": "mean of squares", "vargr
 SG_ABS = (False, True, "mean-of-abs", "abs-of-mean")
 
 
-def smoothgrad(model: nn.Module, x: torch.Tensor, target: Any = None, *, kind: str = "smoothgrad",
-               n_samples: int = 50, noise: float = 0.15, seed: int = 0, abs: bool | str = False,
+@renamed(kind="method", noise="relative_noise")
+def smoothgrad(model: nn.Module, x: torch.Tensor, target: Any = None, *, method: str = "smoothgrad",
+               n_samples: int = 50, relative_noise: float = 0.15, seed: int = 0, abs: bool | str = False,
                score: str | None = None, batch_size: int | str = "auto", progress: bool = True,
                layer: str | None = None, unit: Any = None, reduce: str | None = None) -> torch.Tensor:
-    """Gradients averaged over noisy copies ``x + N(0, σ²)``, σ = ``noise`` × (x.max − x.min)
+    """Gradients averaged over noisy copies ``x + N(0, σ²)``, σ = ``relative_noise`` × (x.max − x.min)
     per sample.
 
     The noise is relative to the scale of the values it is added to (:func:`.where.noise_scale`):
@@ -130,7 +133,8 @@ def smoothgrad(model: nn.Module, x: torch.Tensor, target: Any = None, *, kind: s
     ids the range of the sample's embedding values (the noise is added in the embedding space); with
     ``layer=`` the range of the sample's activations there.
 
-    ``kind``: ``"smoothgrad"`` (mean gradient), ``"smoothgrad-sq"`` (mean squared gradient) or
+    ``relative_noise``: the noise's standard deviation as a fraction of that scale.
+    ``method``: ``"smoothgrad"`` (mean gradient), ``"smoothgrad-sq"`` (mean squared gradient) or
     ``"vargrad"`` (variance of the gradients). ``abs`` says where an absolute value goes:
     ``False`` (default) keeps the sign, ``"mean-of-abs"`` (or ``True``) averages ``|∇|`` (Smilkov
     et al.'s magnitude maps, Captum's ``NoiseTunnel(Saliency)`` with ``abs=True``),
@@ -148,23 +152,23 @@ def smoothgrad(model: nn.Module, x: torch.Tensor, target: Any = None, *, kind: s
     >>> bool((inside >= outside - 1e-7).all())   # |mean ∇| ≤ mean |∇|
     True
     """
-    if kind not in _NOISE_STATS:
-        raise ValueError(f"kind must be one of {', '.join(map(repr, _NOISE_STATS))}, got {kind!r}")
+    if method not in _NOISE_STATS:
+        raise ValueError(f"method must be one of {', '.join(map(repr, _NOISE_STATS))}, got {method!r}")
     if not any(abs is a for a in (False, True)) and abs not in SG_ABS[2:]:
         raise ValueError(f"abs must be one of {', '.join(map(repr, SG_ABS))}, got {abs!r}")
     s = check_positive_int("n_samples", n_samples)
-    if kind == "vargrad" and s < 2:
+    if method == "vargrad" and s < 2:
         raise ValueError("vargrad needs n_samples >= 2 to estimate a variance")
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise ValueError(f"seed must be an int, got {seed!r}")
     score = method_score(score, target, "logit")
     inner = abs is True or abs == "mean-of-abs"
-    w = where(model, x, layer, unit, kind)
+    w = where(model, x, layer, unit, method)
     n = x.shape[0]
     with hooks(w.b.model):
         idx = resolve(w, x, target)
         v = values_of(w, x)
-        sigma = noise_scale(w, v, noise)
+        sigma = noise_scale(w, v, relative_noise)
         gen = torch.Generator(device=v.device).manual_seed(seed)
         eps = torch.randn((s, *v.shape[1:]), generator=gen, device=v.device, dtype=v.dtype)
         total = torch.zeros_like(v)
@@ -184,36 +188,39 @@ def smoothgrad(model: nn.Module, x: torch.Tensor, target: Any = None, *, kind: s
             total_sq.index_add_(0, img, g * g)
 
         run_batched(noisy_grads, n * s, batch_size=batch_size, item_bytes=bytes_per_item(v, "grad"),
-                    key=model_key(w.b.model, v, "grad"), progress=progress, desc=kind, on_batch=accumulate)
+                    key=model_key(w.b.model, v, "grad"), progress=progress, desc=method, on_batch=accumulate)
     mean = total / s
-    if kind == "smoothgrad":
+    if method == "smoothgrad":
         out = mean
-    elif kind == "smoothgrad-sq":
+    elif method == "smoothgrad-sq":
         out = total_sq / s
     else:
         out = (total_sq / s - mean * mean).clamp_min(0)  # population variance, as Captum's NoiseTunnel
     return finish(w, x, out.abs() if abs == "abs-of-mean" else out, reduce)
 
 
-_SG_OPTIONS = ("n_samples", "noise", "seed", "abs", "score", "batch_size", "progress", *_WHERE)
+_SG_OPTIONS = ("n_samples", "relative_noise", "seed", "abs", "score", "batch_size", "progress", *_WHERE)
 
 
-@register("smoothgrad", family="gradient", paper="Smilkov et al., 2017", kinds=KINDS)
+@register("smoothgrad", family="gradient", paper="Smilkov et al., 2017", kinds=KINDS, impl=smoothgrad, fixed=("kind", "method"))
+@renamed(noise="relative_noise")
 def _smoothgrad(model, x, target=None, **options):
     reject_unknown("smoothgrad", options, _SG_OPTIONS)
-    return smoothgrad(model, x, target, kind="smoothgrad", **options)
+    return smoothgrad(model, x, target, method="smoothgrad", **options)
 
 
-@register("smoothgrad-sq", family="gradient", paper="Hooker et al., 2019", kinds=KINDS)
+@register("smoothgrad-sq", family="gradient", paper="Hooker et al., 2019", kinds=KINDS, impl=smoothgrad, fixed=("kind", "method"))
+@renamed(noise="relative_noise")
 def _smoothgrad_sq(model, x, target=None, **options):
     reject_unknown("smoothgrad-sq", options, _SG_OPTIONS)
-    return smoothgrad(model, x, target, kind="smoothgrad-sq", **options)
+    return smoothgrad(model, x, target, method="smoothgrad-sq", **options)
 
 
-@register("vargrad", family="gradient", paper="Adebayo et al., 2018", kinds=KINDS)
+@register("vargrad", family="gradient", paper="Adebayo et al., 2018", kinds=KINDS, impl=smoothgrad, fixed=("kind", "method"))
+@renamed(noise="relative_noise")
 def _vargrad(model, x, target=None, **options):
     reject_unknown("vargrad", options, _SG_OPTIONS)
-    return smoothgrad(model, x, target, kind="vargrad", **options)
+    return smoothgrad(model, x, target, method="vargrad", **options)
 
 
 # ------------------------------------------------------------------------ integrated gradients
@@ -251,7 +258,7 @@ def ig_weights(steps: int, rule: str = "gauss-legendre", dtype: torch.dtype = to
 
 
 @dataclass
-class IGResult:
+class IGResult(ResultProtocol):
     """Integrated gradients with their completeness check.
 
     ``gap`` = Σ attribution − (f(x) − f(baseline)) per sample: the quadrature error. It shrinks
@@ -262,6 +269,13 @@ class IGResult:
     gap: torch.Tensor  # (N,)
     score: torch.Tensor  # f(x), (N,)
     baseline_score: torch.Tensor  # f(baseline), (N,)
+    options: dict[str, Any] = field(default_factory=dict)  # the call's options (target, baseline, steps, ...)
+    seed: int | None = None  # integrated gradients draws nothing at random
+
+    def summary(self) -> str:
+        rel = self.relative_gap.double()
+        return (f"integrated gradients ({self.options.get('steps', '?')} steps) on {len(self.gap)} samples: "
+                f"completeness gap at most {float(rel.max()):.2%} of f(x) − f(baseline)")
 
     @property
     def relative_gap(self) -> torch.Tensor:
@@ -298,6 +312,7 @@ def integrated_gradients(model: nn.Module, x: torch.Tensor, target: Any = None, 
     >>> bool(res.relative_gap.max() < 1e-4)
     True
     """
+    opts = call_options(locals(), "model", "x")
     score = method_score(score, target, "logit")
     w = where(model, x, layer, unit, "integrated gradients")
     n, s = x.shape[0], steps
@@ -329,10 +344,11 @@ def integrated_gradients(model: nn.Module, x: torch.Tensor, target: Any = None, 
     full = diff * total
     score, baseline_score = ends[:n], ends[n:]
     gap = full.flatten(1).sum(1) - (score - baseline_score)
-    return IGResult(finish(w, x, full, reduce), gap, score, baseline_score)
+    return IGResult(finish(w, x, full, reduce), gap, score, baseline_score, options=opts, seed=None)
 
 
-@register("integrated-gradients", family="gradient", paper="Sundararajan, Taly & Yan, 2017", kinds=KINDS)
+@register("integrated-gradients", family="gradient", paper="Sundararajan, Taly & Yan, 2017", kinds=KINDS, impl=integrated_gradients,
+          options={"conductance": {"default": False, "help": "with layer=: layer conductance instead (the path in input space)"}})
 def _integrated_gradients(model, x, target=None, **options):
     """The attribution of :func:`integrated_gradients`; ``conductance=True`` with ``layer=`` gives layer
     conductance instead (:func:`seethrough.attribution.conductance.conductance`: the path in input space)."""

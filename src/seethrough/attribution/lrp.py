@@ -41,6 +41,7 @@ from ..outputs import OUTPUT_HINT, select_output
 from ..targets import method_score, target_indices, target_scores
 from .canonize import fold_batchnorm
 from .common import check_nonneg_float, reject_unknown
+from ..deprecation import renamed
 from .registry import register
 from .rules import ACTIVATIONS, CountFunctional, warn_functional
 
@@ -168,8 +169,9 @@ def _assignment(model: nn.Module, composite: str | Composite, overrides: Mapping
     return table
 
 
+@renamed(epsilon="stabilizer")
 def lrp_relevances(model: nn.Module, x: torch.Tensor, target: Any = None, *, composite: str | Composite = "epsilon-plus-flat",
-                   rules: Mapping | None = None, epsilon: float = 1e-6, gamma: float = 0.25,
+                   rules: Mapping | None = None, stabilizer: float = 1e-6, gamma: float = 0.25,
                    canonize: bool = True, score: str | None = None, output: Any = None,
                    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """LRP attribution plus, per rule layer, the summed input relevance ``(N,)`` (for conservation checks).
@@ -182,11 +184,11 @@ def lrp_relevances(model: nn.Module, x: torch.Tensor, target: Any = None, *, com
     >>> net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3, bias=False), torch.nn.ReLU(),
     ...                           torch.nn.Linear(3, 2, bias=False))
     >>> x = torch.rand(1, 1, 2, 2)
-    >>> a, sums = lrp_relevances(net, x, target=0, composite="epsilon", epsilon=1e-9)
+    >>> a, sums = lrp_relevances(net, x, target=0, composite="epsilon", stabilizer=1e-9)
     >>> list(sums), torch.allclose(sums["1"], net(x)[:, 0], rtol=1e-4)
     (['3', '1'], True)
     """
-    check_nonneg_float("epsilon", epsilon)
+    check_nonneg_float("stabilizer", stabilizer)
     check_nonneg_float("gamma", gamma)
     score = method_score(score, target, "logit")
     work = fold_batchnorm(model, x.detach()) if canonize else model
@@ -196,7 +198,7 @@ def lrp_relevances(model: nn.Module, x: torch.Tensor, target: Any = None, *, com
 
     def rule(module, xin, y, grad_y):
         name, kind = table[module]
-        r_x = _relevance_in(kind, module, xin.detach(), y.detach(), y.detach() * grad_y, epsilon, gamma)
+        r_x = _relevance_in(kind, module, xin.detach(), y.detach(), y.detach() * grad_y, stabilizer, gamma)
         sums[name] = r_x.flatten(1).sum(1)
         inputs.append(r_x)
         safe = torch.where(xin != 0, xin, torch.ones_like(xin))
@@ -226,11 +228,14 @@ def lrp_relevances(model: nn.Module, x: torch.Tensor, target: Any = None, *, com
     return attribution.detach(), sums
 
 
-@register("lrp", family="relevance", paper="Bach et al., 2015; Montavon et al., 2019", kinds=("image", "tabular", "tensor"))
+@register("lrp", family="relevance", paper="Bach et al., 2015; Montavon et al., 2019", kinds=("image", "tabular", "tensor"),
+          impl=lrp_relevances, fixed=("output",))
+@renamed(epsilon="stabilizer")
 def lrp(model: nn.Module, x: torch.Tensor, target: Any = None, **options: Any) -> torch.Tensor:
     """Layer-wise relevance propagation; options ``composite`` (default ``"epsilon-plus-flat"``:
     ε for linear layers, z⁺ for convolutions, flat for the first layer), ``rules`` (overrides
-    ``{layer name or module type: rule name or None}``), ``epsilon``, ``gamma``, ``canonize``
+    ``{layer name or module type: rule name or None}``), ``stabilizer`` (the ε of the ε-rule, default
+    1e-6; the rule keeps its name ``"epsilon"``), ``gamma``, ``canonize``
     (fold BatchNorm on a copy, default True), ``score`` (the starting relevance: the logit by
     default, or ``"probability"`` / ``"log-probability"``). Activation modules pass relevance
     through; see the module docstring for the conventions (z⁺ without bias, biases absorbing
@@ -243,7 +248,7 @@ def lrp(model: nn.Module, x: torch.Tensor, target: Any = None, **options: Any) -
     >>> bool(net(x)[0, 1] <= 0) or torch.allclose(r.sum(), net(x)[0, 1], rtol=1e-3)
     True
     """
-    reject_unknown("lrp", options, ("composite", "rules", "epsilon", "gamma", "canonize", "score"))
+    reject_unknown("lrp", options, ("composite", "rules", "stabilizer", "gamma", "canonize", "score"))
     module, output = _plain_model(model)
     return lrp_relevances(module, x, target, output=output, **options)[0]
 

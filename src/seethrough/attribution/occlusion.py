@@ -14,12 +14,13 @@ activation (``hooks(replace=...)``, the rest of the pass from ``x``: :mod:`.wher
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import nn
 
+from ..results import ResultProtocol, records
 from ..batching import bytes_per_item, model_key, run_batched
 from ..boundary import as_boundary, token_states
 from ..targets import method_score
@@ -74,7 +75,7 @@ def occlusion_windows(shape: tuple[int, int], window: Any = None, stride: Any = 
 
 
 @dataclass
-class OcclusionDrops:
+class OcclusionDrops(ResultProtocol):
     """The score drop ``clean − occluded`` of every window, before averaging into a map."""
 
     drops: torch.Tensor  # (N, windows): positive where hiding the window lowers the score
@@ -82,6 +83,8 @@ class OcclusionDrops:
     corners: list[tuple[int, int]]  # (top, left) of each window
     window: tuple[int, int]  # (height, width)
     score: str | None  # "logit", "probability", "log-probability"; None for a callable target
+    options: dict = field(default_factory=dict)
+    seed: int | None = None
 
     def rises(self) -> torch.Tensor:
         """Per image, the share of window positions where hiding *raises* the score, ``(N,)``."""
@@ -98,6 +101,7 @@ class OcclusionDrops:
         return (total / count).unsqueeze(1)
 
 
+@records("model", "x")
 def occlusion_drops(model: nn.Module, x: torch.Tensor, target: Any = None, *, window: Any = None, stride: Any = None,
                     baseline: Any = None, score: str | None = None, batch_size: int | str = "auto",
                     memory_budget: int | None = None, progress: bool = True, unit: Any = None,

@@ -32,7 +32,8 @@ class Method:
 
 
 def register(name: str, *, family: str, paper: str, region: bool = False, score: str = "logit",
-             kinds: tuple[str, ...] = ("image",), needs_hooks: bool | None = None) -> Callable:
+             kinds: tuple[str, ...] = ("image",), needs_hooks: bool | None = None, impl: Callable | None = None,
+             fixed: tuple[str, ...] = (), options: dict[str, dict] | None = None) -> Callable:
     """Register an attribution function ``fn(model_or_boundary, x, target, **options) -> Tensor``.
 
     ``score`` is the method's default reading of a class target (``"logit"`` or
@@ -40,6 +41,11 @@ def register(name: str, *, family: str, paper: str, region: bool = False, score:
     ``kinds``: the input kinds the method serves; an image-kind call with a plain module gets the
     module, any other call gets the :class:`seethrough.boundary.Boundary`. ``needs_hooks``: default
     True for the rule, relevance and CAM families.
+
+    The entry's options (:mod:`seethrough.catalog`: the CLI's ``--steps``, the explorer's controls)
+    are read from ``fn``'s signature and docstring; a thin wrapper taking ``**options`` names the
+    function it forwards to (``impl``, less the ``fixed`` parameters it sets itself) or declares
+    them (``options={"gamma": {"default": 0.25}}``).
 
     >>> METHODS["saliency"].kinds, METHODS["lrp"].needs_hooks
     (('image', 'tabular', 'tokens', 'tensor'), True)
@@ -56,6 +62,12 @@ def register(name: str, *, family: str, paper: str, region: bool = False, score:
         if name in METHODS:
             raise ValueError(f"attribution method {name!r} registered twice")
         METHODS[name] = Method(name, fn, family, paper, region, score, kinds, hooked)
+        if impl is not None:
+            fn.__seethrough_impl__ = impl
+        if fixed:
+            fn.__seethrough_fixed__ = tuple(fixed)
+        if options:
+            fn.__seethrough_options__ = {k: dict(v) for k, v in options.items()}
         return fn
 
     return wrap

@@ -29,6 +29,7 @@ from ..boundary import KINDS
 from ..hooks import hooks
 from ..targets import method_score
 from .common import reject_unknown
+from ..deprecation import renamed
 from .registry import register
 from .where import baseline_values, finish, resolve, scores_and_gradient, values_of, where
 
@@ -216,6 +217,7 @@ def deeplift_rules(eps: float = 1e-10) -> dict:
 
 
 @register("deeplift", family="relevance", paper="Shrikumar, Greenside & Kundaje, 2017", kinds=("image", "tabular", "tensor"))
+@renamed(eps="stabilizer")
 def deeplift(model: nn.Module, x: torch.Tensor, target: Any = None, **options: Any) -> torch.Tensor:
     """DeepLIFT with the rescale rule: contributions that sum to ``f(x) − f(reference)``.
 
@@ -228,7 +230,8 @@ def deeplift(model: nn.Module, x: torch.Tensor, target: Any = None, **options: A
     (default; summation-to-delta holds for it), ``"probability"`` or ``"log-probability"`` (the
     softmax is not a module, so it passes its plain gradient and the sum is only first-order).
     ``layer=``: the contributions of that layer's units, ``(a(x) − a(x̄)) ⊙ m`` (they sum to the same
-    delta); ``unit=``: the unit's activation is the score explained.
+    delta); ``unit=``: the unit's activation is the score explained. ``stabilizer`` (default 1e-10): a
+    difference of inputs smaller than it takes the plain gradient instead of the rescaled ratio.
 
     >>> net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3), torch.nn.ReLU(), torch.nn.Linear(3, 2))
     >>> x = torch.rand(2, 1, 2, 2)
@@ -236,10 +239,10 @@ def deeplift(model: nn.Module, x: torch.Tensor, target: Any = None, **options: A
     >>> torch.allclose(a.flatten(1).sum(1), net(x)[:, 1] - net(torch.zeros_like(x))[:, 1], atol=1e-5)
     True
     """
-    reject_unknown("deeplift", options, ("baseline", "blur_sigma", "eps", "score", "layer", "unit"))
+    reject_unknown("deeplift", options, ("baseline", "blur_sigma", "stabilizer", "score", "layer", "unit"))
     score = method_score(options.get("score"), target, "logit")
     w = where(model, x, options.get("layer"), options.get("unit"), "deeplift")
-    eps = float(options.get("eps", 1e-10))
+    stabilizer = float(options.get("stabilizer", 1e-10))
     n = x.shape[0]
     counter = CountFunctional()
     with hooks(w.b.model):
@@ -249,6 +252,6 @@ def deeplift(model: nn.Module, x: torch.Tensor, target: Any = None, **options: A
         rows = torch.arange(n, device=x.device).repeat(2)
         v = values_of(w, both, rows)
         g, _ = scores_and_gradient(w, v, both, target, None if idx is None else idx[rows], score, rows,
-                                   rules=deeplift_rules(eps), counter=counter, seed_rows=n)
+                                   rules=deeplift_rules(stabilizer), counter=counter, seed_rows=n)
     warn_functional("deeplift", counter.count)
     return (v[:n] - v[n:]) * g[:n]

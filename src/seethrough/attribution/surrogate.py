@@ -19,12 +19,13 @@ would give a repeated image a different map at each position).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import torch
 from torch import nn
 
+from ..results import ResultProtocol, records
 from ..boundary import Boundary, as_boundary
 from .common import check_positive_int
 from .masking import (Positions, clean_forward, masked_scores, position_scores, positions, resolve_baseline, unit_or_score,
@@ -34,7 +35,7 @@ from .superpixels import resolve_segments
 
 
 @dataclass
-class SuperpixelExplanation:
+class SuperpixelExplanation(ResultProtocol):
     """A surrogate explanation: the map, the per-superpixel weights and the superpixels."""
 
     map: torch.Tensor  # (N, 1, H, W): each pixel carries its superpixel's weight; (N, F) rows, (N, L) tokens
@@ -43,6 +44,8 @@ class SuperpixelExplanation:
     intercept: torch.Tensor  # (N,): LIME's intercept; KernelSHAP's f(baseline)
     n_features: list[int]  # superpixels per image
     score: str | None = None  # what f was: "logit", "probability", "log-probability"; None for a callable target
+    options: dict = field(default_factory=dict)
+    seed: int | None = None
 
 
 # sample(K, n_samples, generator) -> (z (S, K) bool, weight (S,) float64)
@@ -156,6 +159,7 @@ def _lime_sample(k: int, n: int, g: torch.Generator) -> tuple[torch.Tensor, torc
     return z, torch.ones(n, dtype=torch.float64)
 
 
+@records("model", "x")
 def lime(
     model: nn.Module,
     x: torch.Tensor,
@@ -253,6 +257,7 @@ def _shap_fit(z: torch.Tensor, weight: torch.Tensor, y: torch.Tensor) -> tuple[t
     return torch.cat([phi, (gap - phi.sum()).view(1)]), f0
 
 
+@records("model", "x")
 def kernel_shap(
     model: nn.Module,
     x: torch.Tensor,
@@ -303,12 +308,12 @@ def kernel_shap(
 
 
 @register("lime", family="perturbation", paper="Ribeiro, Singh & Guestrin, 2016", region=True, score="probability",
-          kinds=("image", "tabular", "tokens"))
+          kinds=("image", "tabular", "tokens"), impl=lime)
 def _lime_map(model: nn.Module, x: torch.Tensor, target: Any = None, **options: Any) -> torch.Tensor:
     return lime(model, x, target, **options).map
 
 
 @register("kernel-shap", family="perturbation", paper="Lundberg & Lee, 2017", region=True,
-          kinds=("image", "tabular", "tokens"))
+          kinds=("image", "tabular", "tokens"), impl=kernel_shap)
 def _shap_map(model: nn.Module, x: torch.Tensor, target: Any = None, **options: Any) -> torch.Tensor:
     return kernel_shap(model, x, target, **options).map

@@ -272,17 +272,17 @@ def finish(w: Where, x: torch.Tensor, a: torch.Tensor, reduce: str | None) -> to
     return a
 
 
-def noise_scale(w: Where, v: torch.Tensor, noise: float) -> torch.Tensor:
-    """SmoothGrad's σ, broadcastable to ``v``: ``noise`` × a scale of each sample's own values — per
+def noise_scale(w: Where, v: torch.Tensor, relative_noise: float) -> torch.Tensor:
+    """SmoothGrad's σ, broadcastable to ``v``: ``relative_noise`` × a scale of each sample's own values — per
     feature for tabular rows (the background's standard deviation, else the ``ranges`` width), else the
     range (max − min) of the sample's values in the space (images as before, token embeddings, a layer).
     A sample's σ never depends on the other samples of the batch."""
-    check_nonneg_float("noise", noise)
+    check_nonneg_float("relative_noise", relative_noise)
     b = w.b
     if b.kind == "tabular" and w.space is None and (b.background is not None or b.ranges is not None):
         scale = (b.background.std(0, unbiased=False) if b.background is not None
                  else torch.as_tensor(b.ranges)[1] - torch.as_tensor(b.ranges)[0])
-        return noise * scale.to(device=v.device, dtype=v.dtype).view(1, -1)
+        return relative_noise * scale.to(device=v.device, dtype=v.dtype).view(1, -1)
     n = v.shape[0]
     flat = v.detach().flatten(1)
-    return noise * (flat.amax(1) - flat.amin(1)).view(n, *([1] * (v.dim() - 1)))
+    return relative_noise * (flat.amax(1) - flat.amin(1)).view(n, *([1] * (v.dim() - 1)))

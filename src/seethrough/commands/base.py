@@ -23,9 +23,22 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-ModelOpt = typer.Option("efficientnet-lite0", "--model", "-m",
-                        help="zoo name, package.module:factory, TorchScript file, or state dict (with --arch)")
-ArchOpt = typer.Option(None, "--arch", help="package.module:factory building the architecture of a state dict")
+from .options import (  # noqa: E402,F401 - the shared conventions, re-exported for the family modules
+    SHAPE, Command, QuietOpt, TargetOpt, command_class, shape_options, conventions, feeds_model, flatten_layers, layer_option,
+    no_input, one_layer, out_dir, out_option, renamed, seed_option, target_option, top_option,
+)
+
+MODEL_HELP = ("zoo name, module:factory (found from the current folder), path/to/file.py:factory, TorchScript file, "
+              "or state dict (with --arch)")
+ModelOpt = typer.Option("efficientnet-lite0", "--model", "-m", help=MODEL_HELP)
+
+
+def model_option(default: Optional[str]) -> Any:
+    """``-m/--model`` with another default (every command spells and explains it the same way)."""
+    return typer.Option(default, "--model", "-m", help=MODEL_HELP)
+
+
+ArchOpt = typer.Option(None, "--arch", help="module:factory or path/to/file.py:factory building the architecture of a state dict")
 UnsafeOpt = typer.Option(False, "--unsafe-pickle", help="allow unpickling a full model file (runs code from the file)")
 ShaOpt = typer.Option(None, "--sha256", help="expected SHA-256 of the --model file (64 hex digits); a file that differs is refused")
 
@@ -134,10 +147,45 @@ def load(model: str, arch: Optional[str], unsafe_pickle: bool, sha256: Optional[
     """Resolve --model/--arch/--unsafe-pickle/--sha256 into a LoadedModel (model, preprocess, labels, name).
 
     ``probe`` runs a user's model once on a blank input (commands that never call the model pass False).
+    The running command's ``--input-size/--channels/--mean/--std/--labels/--device`` (see
+    :mod:`seethrough.commands.options`) are applied here, so no command body repeats them.
 
     >>> load("lenet-digits", None, False).labels[:3]
     ['0', '1', '2']
     """
     from ..loading import load_model
 
-    return load_model(model, arch=arch, unsafe_pickle=unsafe_pickle, sha256=sha256, probe=probe)
+    return load_model(model, arch=arch, unsafe_pickle=unsafe_pickle, sha256=sha256, probe=probe, **shape_options())
+
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
+
+
+def image_folder(folder: Any, preprocess, option: str, labels: Optional[list[str]] = None):
+    """The images under ``folder`` (recursive, sorted), preprocessed: ``(x, y or None, class names or None, files)``.
+
+    Sub-folders are the classes: a sub-folder named by a number is that class index, one named by a
+    ``--labels`` name is that name's index, others are numbered in sorted order (then ``y`` indexes
+    the returned names, not the model's outputs). Images directly in ``folder`` give ``y = None``.
+    Anything else (no folder, no images) is one ``ValueError`` naming ``option``.
+    """
+    from pathlib import Path
+
+    import torch
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ValueError(f"{option} must be a folder of images (sub-folders = classes), got {str(folder)!r}")
+    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise ValueError(f"{option}: no images ({', '.join(sorted(IMAGE_SUFFIXES))}) found under {folder}")
+    x = torch.cat([preprocess(p) for p in files])
+    groups = [p.parent.relative_to(folder).as_posix() for p in files]
+    if len(set(groups)) == 1:  # one folder of images: no classes
+        return x, None, None, files
+    names = sorted(set(groups))
+    if all(g.isdigit() for g in names):
+        return x, torch.tensor([int(g) for g in groups]), None, files
+    if labels is not None and all(g in labels for g in names):
+        return x, torch.tensor([labels.index(g) for g in groups]), None, files
+    return x, torch.tensor([names.index(g) for g in groups]), names, files

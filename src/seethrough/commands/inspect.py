@@ -6,9 +6,12 @@ from typing import Optional
 
 import typer
 
-from .base import ArchOpt, ModelOpt, ShaOpt, UnsafeOpt, app, load
+from .base import (
+    ArchOpt, ModelOpt, ShaOpt, UnsafeOpt, app, layer_option, load, no_input, one_layer, out_dir, out_option, renamed,
+    seed_option, top_option,
+)
 
-LayerOpt = typer.Option(..., "--layer", "-l", help="layer name (see `seethrough layers`)")
+LayerOpt = layer_option(..., one=True)
 DataOpt = typer.Option("auto", "--data", help="digits (scikit-learn digits), photos (tiles of the bundled photos) or "
                                              "auto (digits for 1-channel models, else photos)")
 
@@ -30,58 +33,68 @@ def _save(picture, out: Path) -> None:
     if hasattr(picture, "savefig"):
         picture.savefig(out, dpi=110)
     else:
-        picture.save(out)
+        from ..render import save_picture
+
+        save_picture(picture, out)  # a PNG keeps its title and labels in its text chunks
     typer.echo(f"wrote {out}")
 
 
 @app.command()
+@no_input
 def filters(
-    layer: str = LayerOpt,
-    out: Path = typer.Option(Path("filters.png"), "--out", "-o"),
+    layer: list[str] = LayerOpt,
+    out: Path = out_option("filters", "filters.png"),
     model: str = ModelOpt,
     arch: Optional[str] = ArchOpt,
     unsafe_pickle: bool = UnsafeOpt,
     sha256: Optional[str] = ShaOpt,
     n_filters: Optional[int] = typer.Option(None, "--filters", help="show the first N filters (default: all)"),
-    channels: Optional[int] = typer.Option(None, "--channels", help="show the first K input channels (default: all)"),
+    channels: Optional[int] = renamed("--in-channels", "--channels", None, "show the first K input channels of the "
+                                      "weights (default: all); --channels describes a model's input elsewhere"),
 ):
     """Save the filters of a conv LAYER as an image grid (RGB for a first layer on colour input)."""
     from ..inspect import filters as _filters
-    from ..render import filter_grid
+    from ..render import filter_figure
 
-    w = _filters(load(model, arch, unsafe_pickle, sha256, probe=False).model, layer, filters=n_filters, channels=channels)
-    _save(filter_grid(w), out)
+    layer = one_layer(layer, "filters")
+    loaded = load(model, arch, unsafe_pickle, sha256, probe=False)
+    w = _filters(loaded.model, layer, filters=n_filters, channels=channels)
+    title = f"{loaded.name} · {layer} · {w.shape[0]} filters × {w.shape[1]} input channels ({w.shape[2]}×{w.shape[3]})"
+    _save(filter_figure(w, title=title), out_dir(out) / "filters.png")
 
 
 @app.command()
 def activations(
-    image: Path = typer.Argument(..., help="an image file"),
-    layer: str = LayerOpt,
-    out: Path = typer.Option(Path("activations.png"), "--out", "-o"),
+    image: Path = typer.Argument(..., help="an image file, or a bundled photo's name (see `seethrough images`)"),
+    layer: list[str] = LayerOpt,
+    out: Path = out_option("activations", "activations.png"),
     model: str = ModelOpt,
     arch: Optional[str] = ArchOpt,
     unsafe_pickle: bool = UnsafeOpt,
     sha256: Optional[str] = ShaOpt,
-    n: Optional[int] = typer.Option(64, "--n", help="how many channels to show (wide layers)"),
+    n: Optional[int] = top_option(64, "how many channels to show (wide layers)", old="--n"),
     how: str = typer.Option("energy", "--how", help="energy (strongest), random (seeded) or first"),
-    seed: int = typer.Option(0, "--seed"),
+    seed: int = seed_option("seed of --how random"),
 ):
     """Save every channel map (or the N strongest) of LAYER for IMAGE."""
     from ..inspect import activations as _activations
     from ..inspect import pick_channels
-    from ..render import channel_grid
+    from ..render import activation_figure
 
+    layer = one_layer(layer, "activations")
     loaded = load(model, arch, unsafe_pickle, sha256)
     act = _activations(loaded.model, loaded.preprocess(image), layer)[layer][0]
     if act.dim() != 3:
         raise ValueError(f"layer {layer!r} outputs shape {tuple(act.shape)}, not channel maps (C, H, W); choose a conv layer")
-    _save(channel_grid(act, pick_channels(act, n, how=how, seed=seed)), out)
+    shown = pick_channels(act, n, how=how, seed=seed)
+    title = f"{image.name} · {loaded.name} · {layer} · {len(shown)} of {act.shape[0]} channels ({how})"
+    _save(activation_figure(act, shown, title=title), out_dir(out) / "activations.png")
 
 
 @app.command()
 def stats(
-    layer: list[str] = typer.Option(..., "--layer", "-l", help="layer name (repeatable)"),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="also save the histograms as a PNG"),
+    layer: list[str] = layer_option(...),
+    out: Optional[Path] = out_option(None, "histograms.png (only when -o is given)"),
     model: str = ModelOpt,
     arch: Optional[str] = ArchOpt,
     unsafe_pickle: bool = UnsafeOpt,
@@ -98,18 +111,18 @@ def stats(
         typer.echo(f"{name:24s} samples {s.count:5d}  units {s.active.numel():5d}  dead {s.dead_fraction:6.1%}  "
                    f"sparsity {s.sparsity:6.1%}  mean {s.mean:9.4g}  std {s.std:9.4g}")
     if out is not None:
-        _save(histogram_plot(res, title=loaded.name), out)
+        _save(histogram_plot(res, title=loaded.name), out_dir(out) / "histograms.png")
 
 
 @app.command()
 def topk(
-    layer: str = LayerOpt,
-    out: Path = typer.Option(Path("topk.png"), "--out", "-o"),
+    layer: list[str] = LayerOpt,
+    out: Path = out_option("topk", "topk.png"),
     model: str = ModelOpt,
     arch: Optional[str] = ArchOpt,
     unsafe_pickle: bool = UnsafeOpt,
     sha256: Optional[str] = ShaOpt,
-    k: int = typer.Option(9, "--k"),
+    k: int = top_option(9, "how many top examples to show per channel", old="--k"),
     unit: Optional[int] = typer.Option(None, "--unit", help="one channel (default: the first --units channels)"),
     units: int = typer.Option(6, "--units", help="how many channels to show when --unit is not given"),
     data: str = DataOpt,
@@ -118,8 +131,9 @@ def topk(
     """Top-K dataset examples of LAYER's channels: receptive-field crops beside their projections."""
     from ..inspect import topk as _topk
     from ..inspect import topk_examples
-    from ..render import topk_grid
+    from ..render import topk_caption, topk_figure
 
+    layer = one_layer(layer, "topk")
     loaded = load(model, arch, unsafe_pickle, sha256)
     x = _dataset(loaded, data)
     res = _topk(loaded.model, x, layer, unit=unit, k=k)
@@ -129,16 +143,18 @@ def topk(
         return
     show = res if unit is not None else res.head(units)
     c, p = topk_examples(loaded.model, x, show, projection=None if projection == "none" else projection)
-    _save(topk_grid(c, p), out)
-    for u, idx in zip(show.units.tolist(), show.indices.tolist()):
-        typer.echo(f"unit {u}: inputs {idx}")
+    title = f"{loaded.name} · {layer} · top {k} of {len(x)} inputs ({data}) · projection: {projection}"
+    _save(topk_figure(c, p, show, title=title, n_inputs=len(x)), out_dir(out) / "topk.png")
+    for i, (u, idx) in enumerate(zip(show.units.tolist(), show.indices.tolist())):
+        caption = topk_caption(u, show.values[i], len(x))  # a unit that never fires has no "top k" to list
+        typer.echo(f"unit {u}: {caption.split(' · ', 1)[1]}" if "never fires" in caption else f"unit {u}: inputs {idx}")
 
 
 @app.command()
 def hyperplanes(
-    out: Path = typer.Option(Path("hyperplanes"), "--out", "-o", help="folder for the PNG frames and hyperplanes.gif"),
+    out: Path = out_option("hyperplanes", "step-NNNNN.png frames and hyperplanes.gif"),
     steps: int = typer.Option(1000, "--steps"),
-    seed: int = typer.Option(0, "--seed"),
+    seed: int = seed_option("seed of the initial weights"),
 ):
     """Train mlp-2d and save each hidden unit's line over the decision regions, as frames and a GIF."""
     from ..inspect import hyperplanes as _hyperplanes

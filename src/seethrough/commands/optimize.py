@@ -6,9 +6,9 @@ from typing import Optional
 
 import typer
 
-from .base import ArchOpt, ModelOpt, ShaOpt, UnsafeOpt, app, load
+from .base import ArchOpt, ModelOpt, ShaOpt, UnsafeOpt, app, layer_option, load, out_dir, out_option, renamed, seed_option
 
-SeedOpt = typer.Option(0, "--seed", help="random seed (noise, transforms)")
+SeedOpt = seed_option("random seed (noise, transforms)")
 
 
 def _priors(tv: float, l2: float, edge: float) -> dict:
@@ -27,7 +27,7 @@ def visualize(
     objective: list[str] = typer.Argument(..., help="objectives, one image each: logit:C, logprob:C, channel:LAYER:C, "
                                                     "neuron:LAYER:C[:Y:X], layer:LAYER, direction:LAYER:v1,v2,…; "
                                                     "combine with + / - and k*"),
-    out: Path = typer.Option(Path("visualize.png"), "--out", "-o", help="gallery PNG to write"),
+    out: Path = out_option("visualize", "visualize.png (the gallery)"),
     model: str = ModelOpt,
     arch: Optional[str] = ArchOpt,
     unsafe_pickle: bool = UnsafeOpt,
@@ -39,9 +39,9 @@ def visualize(
     tv: float = typer.Option(0.0, "--tv", help="total-variation weight"),
     l2: float = typer.Option(0.0, "--l2", help="L2 weight"),
     edge: float = typer.Option(0.0, "--edge", help="multi-scale edge-energy weight"),
-    n: int = typer.Option(1, "--n", help="images per objective"),
+    n: int = renamed("--per-objective", "--n", 1, "images per objective"),
     diversity: float = typer.Option(0.0, "--diversity", help="weight of the diversity term across the batch"),
-    start: Optional[Path] = typer.Option(None, "--from", help="start from this image instead of noise"),
+    start: Optional[Path] = typer.Option(None, "--from", help="start from this image (a file or a bundled photo's name) instead of noise"),
     seed: int = SeedOpt,
 ):
     """Optimise images that maximise each OBJECTIVE and save them as a gallery."""
@@ -51,10 +51,11 @@ def visualize(
     loaded = load(model, arch, unsafe_pickle, sha256)
     side, channels = _input_size(loaded, size)
     init = loaded.preprocess(start) if start is not None else None
-    res = _visualize(loaded.model, list(objective), n=n, size=None if init is not None else side, channels=channels,
+    res = _visualize(loaded.model, list(objective), n_samples=n, size=None if init is not None else side, channels=channels,
                      param=param, init=init, steps=steps, transforms=None if no_transforms else "standard",
                      priors=_priors(tv, l2, edge), diversity=diversity, seed=seed)
     titles = _titles(loaded, res.names, res.x)
+    out = out_dir(out) / "visualize.png"
     gallery(res.x, titles, title=f"{loaded.name} · {param} · {steps} steps · seed {seed}").save(out)
     for obj, seen, first, last in zip(res.names, titles, res.trace[:, 0].tolist(), res.trace[:, -1].tolist()):
         typer.echo(f"{obj}: objective {first:.3g} → {last:.3g}; model predicts {seen[2:]}")
@@ -71,9 +72,9 @@ def _titles(loaded, names, x) -> list[str]:
 
 @app.command()
 def dream(
-    image: Path = typer.Argument(..., help="a photo (any PIL-readable format)"),
-    layer: list[str] = typer.Option(["blocks.10"], "--layer", "-l", help="layer(s) whose ‖h‖² to amplify"),
-    out: Path = typer.Option(Path("dream.png"), "--out", "-o"),
+    image: Path = typer.Argument(..., help="a photo file (any PIL-readable format) or a bundled photo's name (`seethrough images`)"),
+    layer: list[str] = layer_option(["blocks.10"], help="layer(s) whose ‖h‖² to amplify: repeat -l or separate by commas"),
+    out: Path = out_option("dream", "dream.png"),
     model: str = ModelOpt,
     arch: Optional[str] = ArchOpt,
     unsafe_pickle: bool = UnsafeOpt,
@@ -90,15 +91,16 @@ def dream(
     loaded = load(model, arch, unsafe_pickle, sha256)
     x = loaded.preprocess(image)
     res = _dream(loaded.model, x, list(layer), steps=steps, octaves=octaves, step_size=step_size, seed=seed)
+    out = out_dir(out) / "dream.png"
     to_image(res.x[0]).save(out)
     typer.echo(f"‖h‖² {res.trace[0, 0].item():.3g} → {res.trace[0, -1].item():.3g}; wrote {out}")
 
 
 @app.command()
 def invert(
-    image: Path = typer.Argument(..., help="a photo (any PIL-readable format)"),
-    layer: list[str] = typer.Option(..., "--layer", "-l", help="layer(s) to invert (repeatable: one image per depth)"),
-    out: Path = typer.Option(Path("invert.png"), "--out", "-o"),
+    image: Path = typer.Argument(..., help="a photo file (any PIL-readable format) or a bundled photo's name (`seethrough images`)"),
+    layer: list[str] = layer_option(..., help="layer(s) to invert, one image per depth: repeat -l or separate by commas"),
+    out: Path = out_option("invert", "invert.png (the original, then one reconstruction per layer)"),
     model: str = ModelOpt,
     arch: Optional[str] = ArchOpt,
     unsafe_pickle: bool = UnsafeOpt,
@@ -124,5 +126,6 @@ def invert(
         sim = "" if r.similarity is None else f" SSIM {r.similarity[0].item():.2f}"
         titles.append(f"{r.layer}{sim}")
         typer.echo(f"{r.layer}: distance {r.trace[0, 0].item():.3g} → {r.trace[0, -1].item():.3g};{sim or ' (too small for SSIM)'}")
+    out = out_dir(out) / "invert.png"
     gallery(torch.cat([x, *(r.x for r in results)]), titles, title=f"{loaded.name} · inversion · {steps} steps").save(out)
     typer.echo(f"wrote {out}")

@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from .base import ArchOpt, UnsafeOpt, app, friendly, load
+from .base import SHAPE, ArchOpt, ShaOpt, UnsafeOpt, app, friendly, layer_option, load, model_option, out_option, seed_option, top_option
 
 _NAMED = "digits[:train|test|all], fashion-mnist[:train|test], ai-benchmark"
 
@@ -31,21 +31,21 @@ def _data(spec: str, preprocess):
 @friendly
 def scan_cmd(
     data: str = typer.Argument(..., help=f"a folder of images (recursive), or {_NAMED}"),
-    model: str = typer.Option("lenet-digits", "--model", "-m",
-                              help="zoo name, package.module:factory, TorchScript file, or state dict (with --arch)"),
+    model: str = model_option("lenet-digits"),
     arch: Optional[str] = ArchOpt,
     unsafe_pickle: bool = UnsafeOpt,
-    layer: list[str] = typer.Option(..., "--layer", "-l", help="layer to scan (repeatable, or comma-separated)"),
+    sha256: Optional[str] = ShaOpt,
+    layer: list[str] = layer_option(..., help="layers to scan: repeat -l or separate by commas"),
     accumulators: str = typer.Option("topk,moments,hist,dead,reservoir", "--accumulators", "-a",
                                      help="comma-separated accumulator names"),
-    k: int = typer.Option(9, "--k", help="top-k examples kept per unit"),
+    k: int = top_option(9, "how many top examples to keep (and show) per unit", old="--k"),
     sample: int = typer.Option(1000, "--sample", help="examples in the reservoir sample (for embeddings)"),
-    out: Path = typer.Option(Path("scan"), "--out", "-o", help="folder to store the scan in (and resume from)"),
+    out: Path = out_option("scan", "the stored scan (manifest.json, chunks; a rerun resumes from it)"),
     dask: Optional[str] = typer.Option(None, "--dask", help="'local' for a LocalCluster, or a scheduler address tcp://host:port"),
     workers: int = typer.Option(2, "--workers", help="LocalCluster worker processes (with --dask local)"),
     batch_size: str = typer.Option("auto", "--batch-size", help="'auto' or an int"),
     chunk_size: int = typer.Option(0, "--chunk-size", help="examples per chunk (0 = from the data set's size)"),
-    seed: int = typer.Option(0, "--seed"),
+    seed: int = seed_option("seed of the reservoir sample"),
 ):
     """Scan DATA with MODEL: top-k examples, moments, histograms, dead units and a sample, per layer."""
     from rich.console import Console
@@ -54,7 +54,7 @@ def scan_cmd(
     import seethrough as see
     from seethrough.scan import StoreError
 
-    layers = [s.strip() for item in layer for s in item.split(",") if s.strip()]
+    layers = layer  # already flattened by the shared --layer parser
     accs = [s.strip() for s in accumulators.split(",") if s.strip()]
     bs: int | str = batch_size
     if batch_size != "auto":
@@ -63,14 +63,16 @@ def scan_cmd(
         bs = int(batch_size)
     if chunk_size < 0:
         raise ValueError(f"--chunk-size must be >= 0, got {chunk_size}")
-    loaded = load(model, arch, unsafe_pickle)
+    loaded = load(model, arch, unsafe_pickle, sha256)
     src = _data(data, loaded.preprocess)
     options = {a: o for a, o in (("topk", {"k": k}), ("reservoir", {"size": sample})) if a in accs}
     engine = "dask" if dask else "local"
     address = None if dask in (None, "local") else dask
     try:
         # A zoo name or module:factory goes to Dask workers as is: each loads it once itself.
-        spec = model if arch is None and (model in see.zoo.models() or (":" in model and not Path(model).exists())) else loaded.model
+        # With --input-size/--channels/--mean/... the loaded model (wrapped, on its device) is what is scanned.
+        by_name = arch is None and not SHAPE.get() and (model in see.zoo.models() or (":" in model and not Path(model).exists()))
+        spec = model if by_name else loaded.model
         res = see.scan(spec, src, layers, accs, options=options, batch_size=bs, engine=engine, address=address,
                        workers=workers, out=out, chunk_size=chunk_size or None, preprocess=loaded.preprocess, seed=seed,
                        progress=True)
@@ -109,10 +111,12 @@ def atlas_cmd(
                                         "scan's manifest names); without one, whole inputs and no visualisation"),
     arch: Optional[str] = ArchOpt,
     unsafe_pickle: bool = UnsafeOpt,
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="folder for the pages (default: SCAN/atlas)"),
-    layer: Optional[list[str]] = typer.Option(None, "--layer", "-l", help="only these scanned layers (repeatable)"),
+    sha256: Optional[str] = ShaOpt,
+    out: Optional[Path] = out_option(None, "index.html and a page per layer and unit (default: SCAN/atlas)"),
+    layer: Optional[list[str]] = layer_option(None, help="only these scanned layers: repeat -l or separate by commas"),
     units: int = typer.Option(0, "--units", help="only the first N units of each layer (0 = all)"),
     steps: int = typer.Option(64, "--steps", help="feature-visualisation steps per unit (0 = no visualisation)"),
+    seed: int = seed_option("seed of the feature visualisations' random start"),
 ):
     """Write the unit atlas of a stored scan as static pages: per unit its top-k crops, histogram,
     dead/alive state and feature visualisation (index.html, one page per layer and per unit)."""
@@ -127,9 +131,9 @@ def atlas_cmd(
     name = model or ((read_manifest(scan) or {}).get("model") or {}).get("name")
     net = None
     if model is not None or name in see.zoo.models():
-        net = load(name, arch, unsafe_pickle).model
-    layers = [s.strip() for item in layer or [] for s in item.split(",") if s.strip()] or None
+        net = load(name, arch, unsafe_pickle, sha256).model
+    layers = layer or None
     index = write_atlas(res, net, out, layers=layers, units_per_layer=units or None, steps=steps or 1,
-                        visualize=steps > 0)
+                        visualize=steps > 0, seed=seed)
     what = "no model (whole inputs, no visualisation)" if net is None else f"model {name}"
     typer.echo(f"unit atlas written to {index} ({what}); open it in a browser")

@@ -95,8 +95,9 @@ def pick_rows(name: str, row: int | None, csv_path: Path | None) -> tuple[torch.
 
 
 def explain_rows(loaded, methods: list[str], *, row: int | None, csv_path: Path | None, target: int | None,
-                 out: Path) -> list[Path]:
-    """Attribute each row with each method; write the PNGs and ``attributions.csv``; return the files written."""
+                 out: Path, options: dict[str, dict] | None = None) -> list[Path]:
+    """Attribute each row with each method (with its ``options[method]``); write the PNGs and
+    ``attributions.csv``; return the files written."""
     from ..attribution import METHODS, attribute
     from ..hooks import hooks
     from ..render import feature_bars, figure_to_image, waterfall
@@ -109,8 +110,8 @@ def explain_rows(loaded, methods: list[str], *, row: int | None, csv_path: Path 
         logits, bg_logits = model(x), model(bg)
     classes = target_indices(logits, target)  # the predicted class of each row, or --target for all
     # every method first, so a method that refuses the input leaves no half-written folder behind
-    attributions = {m: attribute(model, x, m, target=classes, kind="tabular", feature_names=names, background=bg)
-                    for m in methods}
+    attributions = {m: attribute(model, x, m, target=classes, kind="tabular", feature_names=names, background=bg,
+                                 **(options or {}).get(m, {})) for m in methods}
     out.mkdir(parents=True, exist_ok=True)
     written, lines = [], []
     for method, a in attributions.items():

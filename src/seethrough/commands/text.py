@@ -10,7 +10,7 @@ from typing import Optional
 
 import typer
 
-from .base import app
+from .base import app, layer_option, no_input, one_layer, out_dir, out_option, renamed, seed_option, target_option
 
 TEXT_MODELS = ("minilm-l6-topics", "minilm-l6")
 DEFAULT_METHODS = "rollout,integrated-gradients,occlusion"
@@ -69,20 +69,24 @@ def parse_text_methods(spec: str) -> list[str]:
 
 
 @app.command("explain-text")
+@no_input  # the zoo's text models only: no image shape options
 def explain_text(
     sentence: str = typer.Argument(..., help="the sentence to explain"),
     pair: Optional[str] = typer.Option(None, "--pair", help="a second sentence: explain their cosine similarity (minilm-l6)"),
     method: str = typer.Option(DEFAULT_METHODS, "--method", help="comma-separated: rollout, flow, or token attribution "
                                "methods (saliency, grad-x-input, integrated-gradients, occlusion, lime, kernel-shap)"),
-    target: Optional[int] = typer.Option(None, "--target", "-t", help="topic to explain (default: the predicted one)"),
+    target: Optional[int] = target_option(None, "topic to explain (default: the predicted one)"),
     model: Optional[str] = TextModelOpt,
-    out: Path = typer.Option(Path("explain-text"), "--out", "-o", help="output folder: METHOD.png, explain.html, words.csv"),
+    out: Path = out_option("explain-text", "METHOD.png, explain.html, words.csv"),
+    seed: int = seed_option("seed of the random methods (lime, kernel-shap) and of the random deletion baseline"),
 ):
     """Colour the words of SENTENCE by how much each drove the topic (or, with --pair, the similarity)."""
     import csv
 
+    from ..attribution import METHODS
     from ..render import tokens_html, tokens_image
     from ..text.explain import explain_text as _explain, word_curves
+    from .explain import takes_seed
 
     names = parse_text_methods(method)
     net, prep, labels, name = text_model(model, pair)
@@ -90,8 +94,8 @@ def explain_text(
     out.mkdir(parents=True, exist_ok=True)
     parts, rows = [], []
     for m in names:
-        e = _explain(net, t, m, target)
-        c = word_curves(net, t, e.word_scores, e.target)
+        e = _explain(net, t, m, target, **({"seed": seed} if m in METHODS and takes_seed(m) else {}))
+        c = word_curves(net, t, e.word_scores, e.target, seed=seed)
         what = f"similarity to {pair!r}" if pair is not None else f"topic {labels[e.target]}"
         title = f"{m} · {what} · deletion AUC {c.deletion_auc:.3f} (random {c.random_deletion_auc:.3f})"
         tokens_image(e.words, e.word_scores, title=title).save(out / f"{m}.png")
@@ -106,13 +110,14 @@ def explain_text(
 
 
 @app.command()
+@no_input
 def attention(
     sentence: str = typer.Argument(..., help="the sentence whose attention to draw"),
-    layer: int = typer.Option(0, "--layer", help="layer of the head view PNG"),
+    layer: Optional[list[str]] = layer_option(["0"], one=True, help="layer (a number) of the head view PNG"),
     head: Optional[int] = typer.Option(None, "--head", help="head of the head view PNG (default: the layer's mean)"),
     model: Optional[str] = typer.Option("minilm-l6", "--model", "-m", help="minilm-l6 or minilm-l6-topics"),
-    out: Path = typer.Option(Path("attention"), "--out", "-o", help="output folder: head-view.png, model-view.png, "
-                             "attention.html (self-contained), rollout.png, flow.png"),
+    out: Path = out_option("attention", "head-view.png, model-view.png, attention.html (self-contained), rollout.png, "
+                           "flow.png"),
 ):
     """Draw every layer's and head's attention on SENTENCE, and its attention rollout and flow."""
     from .. import zoo
@@ -120,6 +125,10 @@ def attention(
     from ..text import attention_maps, flow, rollout, token_relevance
     from ..text.explain import _word_sums
 
+    text = one_layer(layer, "attention") or "0"
+    if not text.lstrip("-").isdigit():
+        raise ValueError(f"--layer of attention is a layer number (0, 1, ...), got {text!r}")
+    layer = int(text)
     require_text_model(model)
     net, prep = zoo.load(model)
     t = prep(sentence)
@@ -139,10 +148,10 @@ def attention(
 
 @app.command()
 def probe(
-    n: int = typer.Option(1000, "--n", help="generated sentences per set (two sets: plain and bigram-shifted)"),
+    n: int = renamed("--samples", "--n", 1000, "generated sentences per set (two sets: plain and bigram-shifted)"),
     tasks: Optional[str] = typer.Option(None, "--tasks", help="comma-separated probing tasks (default: all six)"),
-    seed: int = typer.Option(0, "--seed"),
-    out: Path = typer.Option(Path("probe.png"), "--out", "-o", help="the accuracy-by-layer figure (PNG); a CSV beside it"),
+    seed: int = seed_option("seed of the generated sentences and the probes"),
+    out: Path = out_option("probe", "probe.png (accuracy by layer) and probe.csv"),
 ):
     """Probe minilm-l6's layers for sentence length, word content, bigram shift, tense and subject/object number."""
     import csv
@@ -152,14 +161,14 @@ def probe(
     from ..text.probing import TASKS, probe as _probe
 
     if n < 20:
-        raise ValueError(f"--n {n} is too few sentences to fit and test a probe: give at least 20")
+        raise ValueError(f"--samples {n} is too few sentences to fit and test a probe: give at least 20")
     names = [s.strip() for s in tasks.split(",") if s.strip()] if tasks else list(TASKS)
     bad = [s for s in names if s not in TASKS]
     if bad or not names:
         raise ValueError(f"--tasks: unknown task(s) {', '.join(bad) or '(none)'}; available: {', '.join(TASKS)}")
     net, _ = zoo.load("minilm-l6")
-    r = _probe(net, zoo.tokenizer("minilm-l6"), n=n, seed=seed, tasks=names)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    r = _probe(net, zoo.tokenizer("minilm-l6"), n_samples=n, seed=seed, tasks=names)
+    out = out_dir(out) / "probe.png"
     probe_plot(r.accuracy, r.control, majority=r.majority, title=f"minilm-l6 · {n} sentences").savefig(out, dpi=100)
     with open(out.with_suffix(".csv"), "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
@@ -180,7 +189,8 @@ def bias(
                                         "(default: 24 occupations)"),
     direction: str = typer.Option("pca", "--direction", help="pca (of the definitional pairs) or difference (he − she)"),
     pieces: str = typer.Option("error", "--pieces", help="a word of several word pieces: error (refuse) or mean (average them)"),
-    out: Path = typer.Option(Path("bias.png"), "--out", "-o", help="the projection figure (PNG)"),
+    out: Path = out_option("bias", "bias.png (the projection figure)"),
+    seed: int = seed_option("seed of the WEAT permutation test"),
 ):
     """Project words of minilm-l6's input embeddings on the gender direction; WEAT before and after neutralising."""
     import torch
@@ -198,7 +208,7 @@ def bias(
     pairs = torch.stack([B.word_vectors(net, tok, list(p), what="definitional pairs") for p in B.DEFINITIONAL_PAIRS])
     g, share = B.gender_direction(pairs, direction)
     before, after = B.projections(vec, g), B.projections(B.neutralise(vec, g), g)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    out = out_dir(out) / "bias.png"
     projection_bars(names, before, after, title=f"minilm-l6 input embeddings · gender direction ({direction})").savefig(out, dpi=100)
     typer.echo(f"gender direction: {direction}" + (f" (first component: {share:.0%} of the pairs' variance)" if direction == "pca" else ""))
     for w, v in sorted(zip(names, before.tolist()), key=lambda p: p[1]):
@@ -206,7 +216,7 @@ def bias(
     for label, sets in (("WEAT 6 career/family × male/female names", (B.WEAT_CAREER, B.WEAT_FAMILY, B.WEAT_MALE_NAMES, B.WEAT_FEMALE_NAMES)),
                         ("WEAT 8 science/arts × male/female terms", (B.WEAT_SCIENCE, B.WEAT_ARTS, B.WEAT_MALE, B.WEAT_FEMALE))):
         x, y, a, b = (B.word_vectors(net, tok, list(s)).double() for s in sets)
-        r0, r1 = B.weat(x, y, a, b), B.weat(B.neutralise(x, g), B.neutralise(y, g), a, b)
+        r0, r1 = B.weat(x, y, a, b, seed=seed), B.weat(B.neutralise(x, g), B.neutralise(y, g), a, b, seed=seed)
         typer.echo(f"{label}: effect size {r0.effect_size:+.2f} (p = {r0.p_value:.3f}); after neutralising the targets "
                    f"{r1.effect_size:+.2f} (p = {r1.p_value:.3f})")
     typer.echo(f"written to {out}")

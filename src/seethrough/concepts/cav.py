@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from ..batching import run_batched
+from ..deprecation import layer_moved
 from ..hooks import hooks
 
 #: held-out accuracy at or below which a CAV is "at chance": the concept is not linearly present
@@ -26,7 +27,7 @@ class CAV:
     accuracy: float
 
 
-def layer_activations(model: nn.Module, layer: str, x: torch.Tensor, batch_size: int | str = "auto") -> torch.Tensor:
+def layer_activations(model: nn.Module, x: torch.Tensor, layer: str, batch_size: int | str = "auto") -> torch.Tensor:
     """Flattened activations ``(N, D)`` of ``layer`` for inputs ``x``, batched, without gradients."""
     def fn(a: int, b: int) -> torch.Tensor:
         with hooks(model, capture=layer, detach=True) as rec, torch.no_grad():
@@ -65,18 +66,20 @@ def fit_cav(layer: str, pos: torch.Tensor, neg: torch.Tensor, seed: int = 0, *, 
     return CAV(layer, w / w.norm().clamp_min(1e-300), acc)
 
 
-def cav(model: nn.Module, layer: str, concept_x: torch.Tensor, negative_x: torch.Tensor, seed: int = 0) -> CAV:
-    """The concept activation vector of ``concept_x`` against ``negative_x`` at ``layer``.
+@layer_moved(3)
+def cav(model: nn.Module, concept_x: torch.Tensor, negative_x: torch.Tensor, layer: str, seed: int = 0) -> CAV:
+    """The concept activation vector of ``concept_x`` against ``negative_x`` at ``layer``. The former
+    order ``(model, layer, concept_x, negative_x)`` still works for one release, with a ``FutureWarning``.
 
     >>> import seethrough as see
     >>> model, _ = see.zoo.load("lenet-digits")
     >>> x, _ = see.zoo.digits("test")
-    >>> c = see.concepts.cav(model, "relu2", see.concepts.stamp(x[:60]), x[60:120])
+    >>> c = see.concepts.cav(model, see.concepts.stamp(x[:60]), x[60:120], "relu2")
     >>> c.accuracy > 0.8, c.vector.shape
     (True, torch.Size([1600]))
     """
     for name, s in (("concept_x", concept_x), ("negative_x", negative_x)):
         if not isinstance(s, torch.Tensor) or len(s) < 2:
             raise ValueError(f"{name} must be a tensor of at least 2 inputs, got {len(s) if isinstance(s, torch.Tensor) else type(s).__name__}")
-    return fit_cav(layer, layer_activations(model, layer, canonical(concept_x)),
-                   layer_activations(model, layer, canonical(negative_x)), seed)
+    return fit_cav(layer, layer_activations(model, canonical(concept_x), layer),
+                   layer_activations(model, canonical(negative_x), layer), seed)

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from ..batching import run_batched
+from ..deprecation import renamed
 from ..hooks import hooks
 from .sets import stamp
 
@@ -23,9 +24,10 @@ def _predict(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return run_batched(fn, len(x), progress=False, desc="predict")
 
 
-def flip_rate(model: nn.Module, x: torch.Tensor, kind: str, target: int, *, seed: int = 0, **stamp_options) -> float:
+@renamed(kind="pattern")
+def flip_rate(model: nn.Module, x: torch.Tensor, pattern: str, target: int, *, seed: int = 0, **stamp_options) -> float:
     """Share of ``x`` not predicted as ``target`` that the model predicts as ``target`` once a
-    ``kind`` patch is stamped on them (:func:`~seethrough.concepts.stamp`, same options).
+    ``pattern`` patch is stamped on them (:func:`~seethrough.concepts.stamp`, same options).
 
     >>> import seethrough as see
     >>> model, _ = see.zoo.load("lenet-digits")
@@ -38,5 +40,5 @@ def flip_rate(model: nn.Module, x: torch.Tensor, kind: str, target: int, *, seed
     before = _predict(model, x) != target
     if not before.any():
         raise ValueError(f"every input is already predicted as class {target}: nothing can flip")
-    after = _predict(model, stamp(x[before], kind, seed=seed, **stamp_options))
+    after = _predict(model, stamp(x[before], pattern, seed=seed, **stamp_options))
     return (after == target).double().mean().item()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 # The patterns live in the zoo (the planted twin is trained on them); re-exported under their old names.
+from ..deprecation import renamed
 from ..zoo.patterns import COLOURS, KINDS, pattern, procedural, stamp, stamp_mixed  # noqa: F401
 
 
@@ -27,9 +28,14 @@ def crops(photo: str, boxes: list[tuple[int, int, int, int]], size: int = 224) -
     return torch.stack(out)
 
 
-def random_sets(pool: torch.Tensor, count: int, n: int, *, seed: int = 0) -> list[torch.Tensor]:
-    """``count`` seeded random subsets of ``n`` inputs each from ``pool`` (the random concepts of TCAV)."""
-    if len(pool) < n:
-        raise ValueError(f"the random pool has {len(pool)} inputs; each random set needs {n}")
+@renamed(n="n_samples")
+def random_sets(pool: torch.Tensor, count: int, n_samples: int, *, seed: int = 0) -> list[torch.Tensor]:
+    """``count`` seeded random subsets of ``n_samples`` inputs each from ``pool`` (the random concepts of TCAV).
+
+    >>> [tuple(s.shape) for s in random_sets(torch.arange(10), 2, 3)]
+    [(3,), (3,)]
+    """
+    if len(pool) < n_samples:
+        raise ValueError(f"the random pool has {len(pool)} inputs; each random set needs {n_samples}")
     gen = torch.Generator().manual_seed(seed)
-    return [pool[torch.randperm(len(pool), generator=gen)[:n]] for _ in range(count)]
+    return [pool[torch.randperm(len(pool), generator=gen)[:n_samples]] for _ in range(count)]

@@ -15,7 +15,9 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
+from ..deprecation import layer_moved
 from ..hooks import hooks
+from ..results import ResultProtocol
 from ..targets import target_indices, target_scores
 from .cav import canonical, fit_cav, layer_activations
 
@@ -47,12 +49,13 @@ class LayerTCAV:
 
 
 @dataclass
-class TCAVResult:
+class TCAVResult(ResultProtocol):
     concept: str
     target: int
     alpha: float
     layers: dict[str, LayerTCAV] = field(default_factory=dict)
     options: dict[str, Any] = field(default_factory=dict)
+    seed: int | None = None
 
     def __getitem__(self, layer: str) -> LayerTCAV:
         return self.layers[layer]
@@ -69,7 +72,8 @@ class TCAVResult:
                               "cav_accuracy": r.cav_accuracy.mean().item()} for r in self.layers.values()])
 
 
-def directional_grads(model: nn.Module, layer: str, x: torch.Tensor, target) -> torch.Tensor:
+@layer_moved(2)
+def directional_grads(model: nn.Module, x: torch.Tensor, layer: str, target) -> torch.Tensor:
     """``(N, D)`` gradients of each input's target score w.r.t. the layer's activations, in one batch pass.
 
     Samples do not interact in eval mode, so the gradient of the summed scores holds every
@@ -92,11 +96,12 @@ def _cache_key(model: nn.Module, parts: Sequence[Any]) -> str:
     return h.hexdigest()[:20]
 
 
+@layer_moved(3)
 def tcav(
     model: nn.Module,
-    layer: str | Sequence[str],
     concept_x: torch.Tensor,
     class_x: torch.Tensor,
+    layer: str | Sequence[str],
     target: int,
     random_sets: int = 10,
     alpha: float = 0.05,
@@ -120,7 +125,7 @@ def tcav(
     >>> import seethrough as see
     >>> model, _ = see.zoo.load("lenet-digits")
     >>> x, y = see.zoo.digits("test")
-    >>> r = see.concepts.tcav(model, "relu4", see.concepts.stamp(x[:20]), x[y == 7][:20], 7, random_sets=2, random_x=x)
+    >>> r = see.concepts.tcav(model, see.concepts.stamp(x[:20]), x[y == 7][:20], "relu4", 7, random_sets=2, random_x=x)
     >>> 0 <= r["relu4"].score <= 1
     True
     """
@@ -142,14 +147,15 @@ def tcav(
     concept_x = canonical(concept_x)
     rand = _sets.random_sets(pool, random_sets + 1, len(concept_x), seed=seed)
     result = TCAVResult(concept, int(target), alpha, options={"random_sets": random_sets, "seed": seed, "n": len(concept_x),
-                                                              "n_tests": n_tests or len(layers)})
+                                                              "n_tests": n_tests or len(layers)},
+                        seed=seed)
     bar = _bar(layers, progress)
     for name in bar:
         key = _cache_key(model, [name, concept_x, pool, random_sets, seed]) if cache is not None else None
         cavs = _load(cache, key)
         if cavs is None:
-            acts_c = layer_activations(model, name, concept_x)
-            acts_r = [layer_activations(model, name, r) for r in rand]
+            acts_c = layer_activations(model, concept_x, name)
+            acts_r = [layer_activations(model, r, name) for r in rand]
             concept_cavs = [fit_cav(name, acts_c, acts_r[i], seed + i, warn=False) for i in range(random_sets)]
             # Disjoint-ish pairs (i, i+1): one shared random 'concept' would give every random CAV its quirks.
             random_cavs = [fit_cav(name, acts_r[i + 1], acts_r[i], seed + i, warn=False) for i in range(random_sets)]
@@ -162,7 +168,7 @@ def tcav(
 
             warnings.warn(f"the concept CAVs at {name!r} are at chance (held-out accuracy {acc.mean():.0%}): the "
                           f"concept is not linearly present at that layer", stacklevel=2)
-        g = directional_grads(model, name, class_x, target).double()
+        g = directional_grads(model, class_x, name, target).double()
         cs = (g @ vc.T > 0).double().mean(0)
         rs = (g @ vr.T > 0).double().mean(0)
         if torch.equal(cs, rs) or (cs.std() == 0 and rs.std() == 0):

@@ -9,7 +9,9 @@ import torch
 from torch import nn
 
 from ..batching import run_batched
+from ..deprecation import renamed
 from ..hooks import hooks
+from ..results import ResultProtocol
 from .soft_tree import SoftTree, fit_soft_tree
 
 KINDS = ("tree", "soft-tree")
@@ -34,7 +36,7 @@ class Step:
 
 
 @dataclass
-class Surrogate:
+class Surrogate(ResultProtocol):
     """A readable model imitating ``model``: ``fidelity`` = held-out agreement with the model's labels,
     ``accuracy`` = held-out agreement with the true labels (``None`` without labels)."""
 
@@ -45,16 +47,29 @@ class Surrogate:
     accuracy: float | None
     input_shape: tuple[int, ...]
     options: dict[str, Any] = field(default_factory=dict)
+    seed: int | None = None
+    _transient = ("estimator",)  # a fitted estimator is code, not data: never pickled; a loaded surrogate keeps its scores
+
+    def summary(self) -> str:
+        acc = "" if self.accuracy is None else f", accuracy {self.accuracy:.1%}"
+        return f"depth-{self.depth} {self.kind} surrogate: fidelity {self.fidelity:.1%} on held-out inputs{acc}"
 
     def predict(self, x: torch.Tensor) -> torch.Tensor:
         """Class predicted by the surrogate for each input."""
+        self._check_fitted()
         if self.kind == "tree":
             return torch.from_numpy(self.estimator.predict(x.flatten(1).double().numpy())).long()
         with torch.no_grad():
             return self.estimator(x.flatten(1).float()).argmax(1)
 
+    def _check_fitted(self) -> None:
+        if self.estimator is None:
+            raise ValueError("this surrogate was loaded from a file, which keeps its scores but not the fitted "
+                             "estimator; refit it with seethrough.distill(...) to predict or trace paths")
+
     def path(self, x: torch.Tensor) -> list[Step]:
         """The decisions taken for one input ``x`` (shape of one sample, or a batch of one)."""
+        self._check_fitted()
         flat = x.reshape(1, -1)
         if self.kind == "tree":
             t = self.estimator.tree_
@@ -104,30 +119,32 @@ def _tabular(model: Any) -> bool:
     return isinstance(model, Boundary) and model.kind == "tabular"
 
 
+@renamed(kind="method", queries="n_samples", noise="noise_std")
 def distill(
     model: nn.Module,
     data: torch.Tensor | tuple[torch.Tensor, torch.Tensor],
-    kind: str = "tree",
+    method: str = "tree",
     depth: int | None = None,
     seed: int = 0,
     *,
     fit_to: str = "model",
-    queries: int | None = None,
-    noise: float = 0.1,
+    n_samples: int | None = None,
+    noise_std: float = 0.1,
     held_out: float = 0.25,
     beta: float = 1.0,
     penalty: float = 0.1,
     epochs: int = SOFT_EPOCHS,
     temperature: float = SOFT_TEMPERATURE,
+    progress: bool = True,
 ) -> Surrogate:
     """Fit a decision tree (``"tree"``, scikit-learn) or a soft decision tree (``"soft-tree"``) to ``model``.
 
     ``data``: inputs, or ``(inputs, true labels)``. A seeded ``held_out`` share is kept aside for
-    ``fidelity`` and ``accuracy``. ``tree`` also fits ``queries`` extra inputs (default: as many as
-    the training part) sampled around the data (Gaussian ``noise`` in input units, clamped to the
+    ``fidelity`` and ``accuracy``. ``method="tree"`` also fits ``n_samples`` extra query inputs (default:
+    as many as the training part) sampled around the data (Gaussian, std ``noise_std`` in input units, clamped to the
     data's range) and labelled by the model. ``fit_to="labels"`` fits the true labels instead
     (the baseline the model's labels should beat on fidelity). With a tabular boundary
-    (``see.boundary(model, kind="tabular", ...)``) the query noise is ``noise`` × each feature's std
+    (``see.boundary(model, kind="tabular", ...)``) the query noise is ``noise_std`` × each feature's std
     and queries are clamped to each feature's range (the boundary's ``ranges``, else the data's),
     since table columns have no common unit.
 
@@ -136,7 +153,7 @@ def distill(
     ``fit_to="labels"`` on one-hot true labels instead. The defaults (depth 6, T = 2, 100 epochs)
     reproduce the direction of Frosst & Hinton 2017: on lenet-digits the soft tree trained on the
     model's soft targets is more accurate on held-out digits than the same tree trained on the
-    true labels (:func:`soft_vs_hard` measures both).
+    true labels (:func:`soft_vs_hard` measures both). ``progress``: a bar over the soft tree's epochs.
 
     >>> import seethrough as see
     >>> _ = torch.manual_seed(0)
@@ -145,9 +162,9 @@ def distill(
     >>> s.fidelity > 0.8, len(s.path(torch.zeros(2))) <= 6
     (True, True)
     """
-    if kind not in KINDS:
-        raise ValueError(f"unknown surrogate kind {kind!r}; choose one of {', '.join(KINDS)}")
-    depth = DEPTHS[kind] if depth is None else depth
+    if method not in KINDS:
+        raise ValueError(f"unknown surrogate method {method!r}; choose one of {', '.join(KINDS)}")
+    depth = DEPTHS[method] if depth is None else depth
     if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not temperature > 0:
         raise ValueError(f"temperature must be a number > 0 (the model's logits are divided by it), got {temperature!r}")
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
@@ -172,28 +189,28 @@ def distill(
     cut = max(1, int(round(held_out * len(x))))
     test, train = order[:cut], order[cut:]
     options: dict[str, Any] = {"seed": seed, "fit_to": fit_to, "held_out": held_out}
-    if kind == "tree":
+    if method == "tree":
         from sklearn.tree import DecisionTreeClassifier
 
         fx, fy = x[train], (pred if fit_to == "model" else y)[train]
-        nq = len(train) if queries is None else queries
+        nq = len(train) if n_samples is None else n_samples
         if nq and fit_to == "model":
             base = x[train][torch.randint(0, len(train), (nq,), generator=gen)]
             if _tabular(model):  # rows: noise in units of each feature's std, clamped to each feature's range
                 lo, hi = (model.ranges[0], model.ranges[1]) if model.ranges is not None else (x.amin(0), x.amax(0))
-                q = torch.minimum(torch.maximum(base + noise * x.std(0) * torch.randn(base.shape, generator=gen), lo), hi)
+                q = torch.minimum(torch.maximum(base + noise_std * x.std(0) * torch.randn(base.shape, generator=gen), lo), hi)
             else:
-                q = (base + noise * torch.randn(base.shape, generator=gen)).clamp(x.min(), x.max())
+                q = (base + noise_std * torch.randn(base.shape, generator=gen)).clamp(x.min(), x.max())
             fx, fy = torch.cat([fx, q]), torch.cat([fy, model_outputs(model, q).argmax(1)])
-        options.update(queries=nq if fit_to == "model" else 0, noise=noise)
+        options.update(n_samples=nq if fit_to == "model" else 0, noise_std=noise_std)
         est = DecisionTreeClassifier(max_depth=depth, random_state=seed)
         est.fit(fx.flatten(1).double().numpy(), fy.numpy())
     else:
         targets = probs if fit_to == "model" else torch.nn.functional.one_hot(y, probs.shape[1]).float()
         est = fit_soft_tree(x[train].float(), targets[train].float(), depth, beta=beta, penalty=penalty,
-                            epochs=epochs, seed=seed)
+                            epochs=epochs, seed=seed, progress=progress)
         options.update(beta=beta, penalty=penalty, epochs=epochs, temperature=temperature)
-    s = Surrogate(kind, depth, est, 0.0, None, tuple(x.shape[1:]), options)
+    s = Surrogate(method, depth, est, 0.0, None, tuple(x.shape[1:]), options, seed=seed)
     got = s.predict(x[test])
     s.fidelity = (got == pred[test]).float().mean().item()
     if y is not None:
@@ -214,6 +231,6 @@ def soft_vs_hard(model: nn.Module, data: tuple[torch.Tensor, torch.Tensor], **op
     """
     if not isinstance(data, (tuple, list)) or len(data) != 2:
         raise ValueError("soft_vs_hard needs data=(inputs, true labels): the hard-label tree is fitted to the labels")
-    soft = distill(model, data, kind="soft-tree", **options)
-    hard = distill(model, data, kind="soft-tree", fit_to="labels", **options)
+    soft = distill(model, data, method="soft-tree", **options)
+    hard = distill(model, data, method="soft-tree", fit_to="labels", **options)
     return soft, hard

@@ -11,6 +11,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..deprecation import renamed
+from ..progress import bar
+
 
 class SoftTree(nn.Module):
     """A complete soft binary tree of ``depth`` levels of inner nodes over flattened inputs.
@@ -67,19 +70,27 @@ class SoftTree(nn.Module):
         return loss
 
 
+@renamed(lr="step_size", batch="batch_size")
 def fit_soft_tree(x: torch.Tensor, soft_targets: torch.Tensor, depth: int, *, beta: float = 1.0, penalty: float = 0.1,
-                  epochs: int = 40, lr: float = 0.01, batch: int = 64, seed: int = 0) -> SoftTree:
-    """Train a :class:`SoftTree` on the model's soft targets (Adam, seeded)."""
+                  epochs: int = 40, step_size: float = 0.01, batch_size: int = 64, seed: int = 0,
+                  progress: bool = True) -> SoftTree:
+    """Train a :class:`SoftTree` on the model's soft targets (Adam with learning rate ``step_size``, minibatches
+    of ``batch_size``, seeded; ``progress``: a bar over the epochs).
+
+    >>> t = fit_soft_tree(torch.rand(8, 2), torch.full((8, 2), 0.5), 2, epochs=2, progress=False)
+    >>> tuple(t(torch.rand(3, 2)).shape)
+    (3, 2)
+    """
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         tree = SoftTree(x[0].numel(), soft_targets.shape[1], depth, beta)
         gen = torch.Generator().manual_seed(seed)
-        opt = torch.optim.Adam(tree.parameters(), lr=lr)
+        opt = torch.optim.Adam(tree.parameters(), lr=step_size)
         flat = x.flatten(1)
-        for _ in range(epochs):
+        for _ in bar(range(epochs), desc="soft tree", progress=progress):
             order = torch.randperm(len(x), generator=gen)
-            for a in range(0, len(x), batch):
-                idx = order[a:a + batch]
+            for a in range(0, len(x), batch_size):
+                idx = order[a:a + batch_size]
                 opt.zero_grad(set_to_none=True)
                 tree.loss(flat[idx], soft_targets[idx], penalty).backward()
                 opt.step()

@@ -7,6 +7,7 @@ from typing import Any, NamedTuple, Sequence
 import torch
 from torch import nn
 
+from ..results import ResultProtocol
 from .collect import check_data, collect
 from .project import METHODS, pca_reduce, project
 from .scores import _check_labels, neighbor_scores
@@ -23,7 +24,7 @@ class Separation(NamedTuple):
 
 
 @dataclass
-class Embedding:
+class Embedding(ResultProtocol):
     """The result of :func:`embed`: layer name → ``(N, 2)`` coordinates, labels alongside.
 
     ``features`` holds what was projected (after the optional PCA), ``dims`` each layer's
@@ -38,6 +39,24 @@ class Embedding:
     features: dict[str, torch.Tensor] = field(repr=False)
     separation: dict[str, Separation] = field(default_factory=dict)
     classes: list[str] | None = None
+    seed: int | None = None
+
+    def summary(self) -> str:
+        sep = "".join(f"; {k}: k-NN accuracy {s.knn_2d:.2f} in 2-D" for k, s in self.separation.items()
+                      if hasattr(s, "knn_2d"))
+        n = len(next(iter(self.coords.values()))) if self.coords else 0
+        return f"{self.method} embedding of {n} samples at {', '.join(self.coords)}{sep}"
+
+    def to_frame(self):
+        """One row per layer × sample: the 2-D coordinates and the label."""
+        import pandas as pd
+
+        rows = []
+        for layer, c in self.coords.items():
+            lab = self.labels.tolist() if self.labels is not None else [None] * len(c)
+            rows += [{"layer": layer, "sample": i, "x": float(c[i, 0]), "y": float(c[i, 1]), "label": lab[i]}
+                     for i in range(len(c))]
+        return pd.DataFrame(rows)
 
     @property
     def layers(self) -> list[str]:
@@ -126,7 +145,7 @@ def embed(
             sep[name] = Separation(*_interleave(neighbor_scores(a, labels, k, purity_k), neighbor_scores(coords[name], labels, k, purity_k)))
     options = {"pca": pca, "seed": seed, "k": k, "purity_k": purity_k}
     options.update({"tsne": {"perplexity": perplexity, "init": init, "backend": backend}, "umap": {"n_neighbors": n_neighbors, "min_dist": min_dist}}.get(method, {}))
-    return Embedding(coords, labels, method, options, dims, feats, sep, classes)
+    return Embedding(coords, labels, method, options, dims, feats, sep, classes, seed=seed)
 
 
 def _interleave(orig: tuple[float, float], flat: tuple[float, float]) -> tuple[float, ...]:

@@ -4,18 +4,21 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ..deprecation import renamed
 
+
+@renamed(n="n_samples")
 def random_crops(
     image: torch.Tensor,
-    n: int,
+    n_samples: int,
     size: int = 128,
     *,
     scale: tuple[float, float] = (0.25, 0.8),
     seed: int = 0,
 ) -> torch.Tensor:
-    """``n`` random square crops of ``image`` ``(C, H, W)`` or ``(1, C, H, W)``, each
+    """``n_samples`` random square crops of ``image`` ``(C, H, W)`` or ``(1, C, H, W)``, each
     resized to ``size × size``; the crop side is a uniform fraction in ``scale`` of the
-    shorter image side. Returns ``(n, C, size, size)``; the same seed gives the same crops.
+    shorter image side. Returns ``(n_samples, C, size, size)``; the same seed gives the same crops.
 
     >>> img = torch.rand(3, 40, 60)
     >>> c = random_crops(img, 4, 16, seed=0)
@@ -28,8 +31,9 @@ def random_crops(
         image = image[0]
     if image.dim() != 3:
         raise ValueError(f"image must have shape (C, H, W) or (1, C, H, W), got {tuple(image.shape)}")
+    n = n_samples
     if isinstance(n, bool) or not isinstance(n, int) or n < 1 or isinstance(size, bool) or not isinstance(size, int) or size < 1:
-        raise ValueError(f"n and size must be positive ints, got n={n!r}, size={size!r}")
+        raise ValueError(f"n_samples and size must be positive ints, got n_samples={n!r}, size={size!r}")
     lo, hi = scale
     if not 0 < lo <= hi <= 1:
         raise ValueError(f"scale must be (low, high) with 0 < low <= high <= 1, got {scale!r}")

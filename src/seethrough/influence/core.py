@@ -19,6 +19,7 @@ from torch import nn
 
 from ..batching import check_batch_size, run_batched
 from ..hooks import hooks
+from ..results import ResultProtocol, records
 from . import ekfac as _ekfac
 from .grads import Flat, Loss, check_loss, cross_entropy, hessian, hvp, select
 from .solvers import EXACT_MAX_PARAMS, cg, exact_inverse, lissa, top_eigenvalue
@@ -27,7 +28,7 @@ METHODS = ("exact", "cg", "lissa", "ekfac", "tracin")
 
 
 @dataclass
-class Validation:
+class Validation(ResultProtocol):
     """Leave-one-out check: predicted vs actual change of one test loss after removing each point."""
 
     indices: torch.Tensor
@@ -36,6 +37,8 @@ class Validation:
     pearson: float
     spearman: float
     test: int
+    options: dict = field(default_factory=dict)
+    seed: int | None = None
 
     def to_frame(self):
         import pandas as pd
@@ -45,7 +48,7 @@ class Validation:
 
 
 @dataclass
-class Influence:
+class Influence(ResultProtocol):
     """Influence scores ``(n_test, n_train)``: predicted test-loss change if a training point is removed.
 
     Positive = the training point was helping that test point, negative = harmful (loss units).
@@ -60,6 +63,20 @@ class Influence:
     test_loss: torch.Tensor
     _self: Callable[[], torch.Tensor] = field(repr=False, default=None)
     _loss: Loss = field(repr=False, default=None)
+    seed: int | None = None  # influence draws nothing at random
+    _transient = ("_self", "_loss")  # live closures over the model: a loaded result has scores, not self_influence()
+
+    def summary(self) -> str:
+        return (f"{self.method} influence of {self.scores.shape[1]} training points on {self.scores.shape[0]} test "
+                f"points (damping {self.damping:g}); largest |score| {float(self.scores.abs().max()):.3g}")
+
+    def to_frame(self):
+        """One row per test × training point: the score."""
+        import pandas as pd
+
+        t, r = self.scores.shape
+        return pd.DataFrame({"test": torch.arange(t).repeat_interleave(r).tolist(), "train": torch.arange(r).repeat(t).tolist(),
+                             "score": self.scores.double().flatten().tolist()})
 
     def _check_test(self, test: int) -> int:
         n = self.scores.shape[0]
@@ -91,6 +108,7 @@ class Influence:
             raise ValueError("self-influence needs the training gradients; this result was built without them")
         return self._self()
 
+    @records("retrain")
     def validate(self, k: int, retrain: Callable[[torch.Tensor], nn.Module], test: int = 0) -> Validation:
         """Retrain without each of the ``k`` top-|score| points and compare with the predicted changes.
 

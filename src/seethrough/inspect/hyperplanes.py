@@ -5,11 +5,14 @@ decision regions take shape (pictures: ``see.render.hyperplane_frames`` / ``save
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Sequence
 
 import torch
 from torch import nn
+
+from ..results import ResultProtocol, records
+from ..deprecation import renamed
 
 SNAPSHOT_STEPS = (1, 4, 7, 10, 16, 34, 77, 100)
 
@@ -25,11 +28,13 @@ class Snapshot:
 
 
 @dataclass(frozen=True)
-class HyperplaneRun:
+class HyperplaneRun(ResultProtocol):
     snapshots: list[Snapshot]
     x: torch.Tensor
     y: torch.Tensor
     extent: tuple[float, float, float, float]  # (x0, x1, y0, y1)
+    options: dict = field(default_factory=dict)
+    seed: int | None = None
 
 
 def default_steps(total: int) -> list[int]:
@@ -42,18 +47,20 @@ def default_steps(total: int) -> list[int]:
     return sorted(set(steps + [total])) if total > 0 else []
 
 
+@renamed(lr="step_size")
+@records("data")
 def hyperplanes(
     steps: int = 1000,
     *,
     snapshots: Sequence[int] | None = None,
     seed: int = 0,
-    lr: float | None = None,
+    step_size: float | None = None,
     grid: int = 120,
     data: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> HyperplaneRun:
     """Train mlp-2d (``steps`` full-batch updates on the toy spirals, or ``data``) and record
     its hidden units' lines and decision regions at ``snapshots`` (default :func:`default_steps`).
-    ``lr=None`` uses the zoo's training default.
+    ``step_size`` (Adam's learning rate) ``None`` uses the zoo's training default.
 
     >>> run = hyperplanes(steps=20, snapshots=[1, 20], grid=8)
     >>> [s.step for s in run.snapshots], run.snapshots[0].weight.shape
@@ -88,8 +95,8 @@ def hyperplanes(
             acc = (model(x).argmax(1) == y).double().mean().item()
         found.append(Snapshot(step, loss, acc, layer.weight.detach().clone(), layer.bias.detach().clone(), probs))
 
-    # lr=None keeps the zoo's own default, so the last snapshot is exactly the zoo's mlp-2d.
-    extra = {} if lr is None else {"lr": lr}
+    # step_size=None keeps the zoo's own default, so the last snapshot is exactly the zoo's mlp-2d.
+    extra = {} if step_size is None else {"lr": step_size}
     train_mlp_2d(mlp_2d(seed), steps=steps, seed=seed, on_step=on_step, data=(x, y), **extra)
     return HyperplaneRun(found, x, y, extent)
 

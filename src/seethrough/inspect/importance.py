@@ -13,10 +13,12 @@ pair of methods, and how many of the top-k features two methods share.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
+
+from ..results import ResultProtocol, records
 
 
 def mean_abs(attributions: torch.Tensor) -> torch.Tensor:
@@ -32,15 +34,18 @@ def mean_abs(attributions: torch.Tensor) -> torch.Tensor:
 
 
 @dataclass(frozen=True)
-class PermutationImportance:
+class PermutationImportance(ResultProtocol):
     """Mean and std over the repeats of the accuracy drop when a column is shuffled; ``accuracy`` unshuffled."""
 
     mean: torch.Tensor  # (F,) float64
     std: torch.Tensor  # (F,) float64
     accuracy: float
     repeats: int
+    options: dict = field(default_factory=dict)
+    seed: int | None = None
 
 
+@records("model", "rows", "labels")
 def permutation_importance(model: nn.Module, rows: torch.Tensor, labels: torch.Tensor, *, repeats: int = 10,
                            seed: int = 0) -> PermutationImportance:
     """The drop in ``model``'s accuracy on ``(rows, labels)`` when each column in turn is shuffled among the rows.
@@ -83,14 +88,17 @@ def permutation_importance(model: nn.Module, rows: torch.Tensor, labels: torch.T
 
 
 @dataclass(frozen=True)
-class RankAgreement:
+class RankAgreement(ResultProtocol):
     """Pairwise Spearman ρ and Kendall τ-b between the importance vectors of ``names``."""
 
     names: list[str]
     spearman: torch.Tensor  # (M, M) float64
     kendall: torch.Tensor  # (M, M) float64
+    options: dict = field(default_factory=dict)
+    seed: int | None = None
 
 
+@records("importances")
 def rank_agreement(importances: dict[str, torch.Tensor]) -> RankAgreement:
     """Spearman's ρ and Kendall's τ-b between every pair of per-feature importance vectors.
 

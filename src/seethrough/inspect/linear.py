@@ -1,26 +1,31 @@
 """Linear models: |w_j| as feature importance (on standardised features)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Sequence
 
 import torch
 from torch import nn
 
+from ..results import ResultProtocol, records
+
 
 @dataclass(frozen=True)
-class FeatureImportance:
+class FeatureImportance(ResultProtocol):
     """Features sorted by |weight|, largest first; ``weights`` keep their sign."""
 
     names: list[str]
     weights: torch.Tensor
     order: torch.Tensor  # original feature index of each row
+    options: dict = field(default_factory=dict)
+    seed: int | None = None
 
     @property
     def importance(self) -> torch.Tensor:
         return self.weights.abs()
 
 
+@records("weights")
 def linear_importance(weights: torch.Tensor | nn.Linear, names: Sequence[str] | None = None, *, output: int = 0) -> FeatureImportance:
     """Rank the inputs of a linear model by |w_j| (meaningful when the inputs are standardised).
 

@@ -18,6 +18,7 @@ from torch import nn
 
 from ..batching import run_batched
 from ..boundary import image_only
+from ..deprecation import layer_moved
 from ..hooks import hooks
 from ..layers import resolve_layer
 
@@ -81,18 +82,20 @@ STRUCTURAL_RULES = {
 }
 
 
+@layer_moved(2)
 def receptive_field(
-    model: nn.Module, layer: str, x: torch.Tensor, positions: torch.Tensor, *, batch_size: int | str = "auto"
+    model: nn.Module, x: torch.Tensor, layer: str, positions: torch.Tensor, *, batch_size: int | str = "auto"
 ) -> torch.Tensor:
     """Input boxes ``(P, 4)`` = ``(top, left, bottom, right)``, ends exclusive, of the layer's
     spatial ``positions (P, 2)`` = ``(row, col)``, for inputs shaped like ``x`` (one sample suffices).
 
     The box of a position covers every input pixel that any channel at that position is
-    connected to (clipped to the image).
+    connected to (clipped to the image). The former order ``(model, layer, x, positions)`` still works
+    for one release, with a ``FutureWarning``.
 
     >>> import seethrough as see
     >>> model, _ = see.zoo.load("lenet-digits")
-    >>> receptive_field(model, "conv2", torch.zeros(1, 1, 32, 32), torch.tensor([[0, 0], [3, 5]])).tolist()
+    >>> receptive_field(model, torch.zeros(1, 1, 32, 32), "conv2", torch.tensor([[0, 0], [3, 5]])).tolist()
     [[0, 0, 14, 14], [6, 10, 20, 24]]
     """
     model = image_only(model, "receptive fields")

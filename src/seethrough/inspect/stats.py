@@ -7,12 +7,13 @@ grouping give the same counts as one pass.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Iterable
 
 import torch
 from torch import nn
 
+from ..results import ResultProtocol, records
 from ..batching import model_key
 from ..boundary import Boundary, capture, token_states
 from ..layers import resolve_layers
@@ -34,7 +35,7 @@ def default_edges() -> torch.Tensor:
 
 
 @dataclass(frozen=True)
-class LayerStats:
+class LayerStats(ResultProtocol):
     """Mergeable statistics of one layer's activations.
 
     ``count``: samples seen; ``edges``/``hist``: value histogram; ``active``: per unit
@@ -54,6 +55,8 @@ class LayerStats:
     low: float
     high: float
     threshold: float = 0.0
+    options: dict = field(default_factory=dict)
+    seed: int | None = None
 
     @property
     def dead(self) -> torch.Tensor:
@@ -123,6 +126,7 @@ def merge_stats(a: LayerStats, b: LayerStats) -> LayerStats:
     )
 
 
+@records("model", "data", "scan")
 def layer_stats(
     model: nn.Module | Boundary,
     data: Data,

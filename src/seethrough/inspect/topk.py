@@ -7,11 +7,12 @@ stable brute-force sort of the whole dataset.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
+from ..results import ResultProtocol, records
 from ..batching import model_key
 from ..boundary import capture, token_mask, token_states
 from ..layers import resolve_layer
@@ -20,7 +21,7 @@ from .receptive import receptive_field
 
 
 @dataclass(frozen=True)
-class TopK:
+class TopK(ResultProtocol):
     """``indices``/``values``: ``(U, k)`` dataset indices and activations, strongest first,
     for ``units`` (U,). Conv layers also give ``positions (U, k, 2)`` (row, col in the
     layer's map) and ``boxes (U, k, 4)`` (top, left, bottom, right; ends exclusive) in the input;
@@ -32,11 +33,14 @@ class TopK:
     values: torch.Tensor
     positions: torch.Tensor | None = None
     boxes: torch.Tensor | None = None
+    options: dict = field(default_factory=dict)
+    seed: int | None = None
 
     def head(self, n: int) -> "TopK":
         """The result for the first ``n`` units only (for a picture of a wide layer)."""
         cut = lambda t: None if t is None else t[:n]  # noqa: E731
-        return TopK(self.layer, self.units[:n], self.indices[:n], self.values[:n], cut(self.positions), cut(self.boxes))
+        return TopK(self.layer, self.units[:n], self.indices[:n], self.values[:n], cut(self.positions), cut(self.boxes),
+                    self.options, self.seed)
 
 
 def _scores(act: torch.Tensor, units: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -62,6 +66,7 @@ def _merge(best: tuple[torch.Tensor, ...] | None, cand: tuple[torch.Tensor, ...]
     return tuple(c.gather(1, take) for c in cand)
 
 
+@records("model", "data", "scan")
 def topk(
     model: nn.Module,
     data: Data,
@@ -143,7 +148,7 @@ def topk(
     positions = torch.stack([best[2] // w, best[2] % w], -1).cpu()
     found = None
     if boxes and b.kind == "image":
-        found = receptive_field(model, layer, state["sample"], positions.reshape(-1, 2)).reshape(*positions.shape[:2], 4)
+        found = receptive_field(model, state["sample"], layer, positions.reshape(-1, 2)).reshape(*positions.shape[:2], 4)
     return TopK(layer, u, best[1].cpu(), best[0].cpu(), positions, found)
 
 

@@ -5,17 +5,18 @@ all-zero filters are wasted capacity; near-duplicates are redundant units.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterable
 
 import torch
 from torch import nn
 
+from ..results import ResultProtocol, records
 from ..layers import resolve_layers
 
 
 @dataclass(frozen=True)
-class WeightHealth:
+class WeightHealth(ResultProtocol):
     """Health of one layer's weight; one row per filter / output unit is one "filter"."""
 
     name: str
@@ -27,6 +28,8 @@ class WeightHealth:
     high_freq: float | None  # mean fraction of spectral energy above 1/4 cycle/pixel; None for 1×1 kernels / dense layers
     zero_filters: int
     duplicate_pairs: int  # pairs of filters with cosine similarity above the threshold
+    options: dict = field(default_factory=dict)
+    seed: int | None = None
 
 
 def high_frequency_energy(w: torch.Tensor, cutoff: float = 0.25, size: int = 16) -> torch.Tensor:
@@ -67,6 +70,7 @@ def _health(name: str, module: nn.Module, w: torch.Tensor, dup: float, eps: floa
     )
 
 
+@records("model")
 def weight_health(
     model: nn.Module, layers: str | Iterable[str] | None = None, *, duplicate: float = 0.99, eps: float = 0.0
 ) -> list[WeightHealth]:

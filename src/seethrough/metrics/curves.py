@@ -20,13 +20,15 @@ from torch.nn import functional as F
 from ..batching import bytes_per_item, model_key, run_batched
 from ..hooks import hooks
 from ..inputs import check_images
+from ..results import ResultProtocol
+from ..seeding import per_sample
 from ..targets import target_scores
 
 SCORES = ("probability", "logit")
 
 
 @dataclass
-class CurveResult:
+class CurveResult(ResultProtocol):
     """``curve[i, k]``: the class score of sample ``i`` after step ``k`` (k = 0 is the start image);
     ``random`` the same for random rankings (mean over ``n_random`` orderings); ``fraction[k]`` the
     share of units changed after step ``k``. ``score`` is the AUC on [0, 1] (trapezoid rule) or the
@@ -40,6 +42,12 @@ class CurveResult:
     score: torch.Tensor
     random_score: torch.Tensor
     options: dict[str, Any] = field(default_factory=dict)
+    seed: int | None = None
+
+    def summary(self) -> str:
+        rand = float(self.random_score.double().nanmean())
+        return (f"{self.metric} ({self.order}): mean {float(self.score.double().nanmean()):.3f} over {len(self.score)} "
+                f"samples, random ranking {rand:.3f}")
 
     def to_frame(self):
         """One row per sample: score, random-ranking score and their difference."""
@@ -158,8 +166,26 @@ def aopc(curve: torch.Tensor) -> torch.Tensor:
 
 
 def random_ranks(n: int, u: int, seed: int, device: torch.device) -> torch.Tensor:
+    """``n`` different random rankings of ``u`` units, the rows of one seeded stream (text's word curves).
+
+    >>> r = random_ranks(2, 5, 0, torch.device("cpu"))
+    >>> r.shape, bool((r[0] != r[1]).any())
+    (torch.Size([2, 5]), True)
+    """
     gen = torch.Generator().manual_seed(seed)
     return torch.stack([torch.randperm(u, generator=gen) for _ in range(n)]).to(device)
+
+
+def sample_ranks(n: int, u: int, seed: int, device: torch.device) -> torch.Tensor:
+    """One random ranking of ``u`` units for each of ``n`` samples, from each sample's own stream
+    (:func:`seethrough.seeding.per_sample`): sample ``i`` gets the ranking it gets alone, whatever its batch.
+    A random-ranking baseline's draw ``r`` uses ``seed + r``.
+
+    >>> r = sample_ranks(3, 5, 0, torch.device("cpu"))
+    >>> torch.equal(r[2], sample_ranks(1, 5, 0, torch.device("cpu"))[0]), sorted(r[0].tolist())
+    (True, [0, 1, 2, 3, 4])
+    """
+    return per_sample(n, lambda g: torch.randperm(u, generator=g), seed).to(device)
 
 
 def curve_metric(name: str, model: nn.Module, x: torch.Tensor, attribution: torch.Tensor, target: Any, *,
@@ -192,7 +218,7 @@ def curve_metric(name: str, model: nn.Module, x: torch.Tensor, attribution: torc
     common = dict(steps=steps, patch=patch, score=score, batch_size=batch_size, progress=progress)
     curve = run_curves(model, x, ranks, start, end, tgt, desc=name, **common)
     if n_random:
-        rand = torch.stack([run_curves(model, x, random_ranks(len(x), u, seed + r, x.device), start, end, tgt,
+        rand = torch.stack([run_curves(model, x, sample_ranks(len(x), u, seed + r, x.device), start, end, tgt,
                                        desc=f"{name} (random)", **common) for r in range(n_random)])
         rand_curve, rand_score = rand.mean(0), torch.stack([summary(c) for c in rand]).mean(0)
     else:
@@ -200,4 +226,4 @@ def curve_metric(name: str, model: nn.Module, x: torch.Tensor, attribution: torc
         rand_score = torch.full((len(x),), float("nan"), dtype=curve.dtype)
     fraction = torch.tensor([math.ceil(k * u / steps) / u for k in range(steps + 1)], dtype=curve.dtype)
     return CurveResult(name, order, curve, rand_curve, fraction, summary(curve), rand_score,
-                       {"steps": steps, "patch": patch, "score": score, "n_random": n_random, "seed": seed})
+                       {"steps": steps, "patch": patch, "score": score, "n_random": n_random, "seed": seed}, seed=seed)

@@ -14,7 +14,9 @@ from torch import nn
 from ..attribution.common import make_baseline, resolve_target
 from ..batching import bytes_per_item, model_key, run_batched
 from ..hooks import hooks
+from ..deprecation import renamed
 from ..inputs import check_images
+from ..seeding import stream
 from .curves import SCORES, _is_fn, class_score
 from .result import ScoreResult
 
@@ -22,18 +24,18 @@ PERTURBATIONS = ("square", "gaussian")
 
 
 def seeded_blocks(items: torch.Tensor, per: int, shape: torch.Size, seed: int, draw, dtype) -> torch.Tensor:
-    """Random tensors for ``items``, drawn per sample block (item // per) from a generator seeded by the
-    sample: the same item gets the same draw whatever the batch size, with one generator per sample.
+    """Random tensors for ``items`` (item = sample * per + j): draw j of every sample's own stream
+    (:func:`seethrough.seeding.stream`), so an item's draw depends neither on the batch size nor on where
+    its sample sits in the batch.
 
     >>> a = seeded_blocks(torch.arange(6), 3, (2,), 0, torch.rand, torch.float32)
     >>> torch.equal(a[4:], seeded_blocks(torch.arange(4, 6), 3, (2,), 0, torch.rand, torch.float32))
     True
+    >>> torch.equal(a[:3], a[3:])  # sample 1 draws what sample 0 draws (what it would draw alone)
+    True
     """
-    out = []
-    for i in items.div(per, rounding_mode="floor").unique().tolist():
-        block = draw((per, *shape), generator=torch.Generator().manual_seed(seed * 1_000_003 + i), dtype=dtype)
-        out.append(block[items[items // per == i] - i * per])
-    return torch.cat(out)
+    block = draw((per, *shape), generator=stream(seed), dtype=dtype)
+    return block[items % per]
 
 
 def _positive_int(name: str, v: Any) -> int:
@@ -42,14 +44,15 @@ def _positive_int(name: str, v: Any) -> int:
     return v
 
 
+@renamed(noise="noise_std")
 def infidelity(model: nn.Module, x: torch.Tensor, attribution: torch.Tensor, target: Any = None, *,
-               perturbation: str = "square", n_samples: int = 64, patch: int | None = None, noise: float = 0.1,
+               perturbation: str = "square", n_samples: int = 64, patch: int | None = None, noise_std: float = 0.1,
                baseline: Any = "black", optimal_scaling: bool = True, score: str = "logit", seed: int = 0,
                batch_size: int | str = "auto", progress: bool = True) -> ScoreResult:
     """Infidelity per sample (lower is better), over ``n_samples`` seeded perturbations.
 
     ``perturbation="square"``: a random ``patch``×``patch`` square (default a quarter of the shorter
-    side) set to ``baseline``, so I = (x − baseline) on the square; ``"gaussian"``: I ~ N(0, noise²).
+    side) set to ``baseline``, so I = (x − baseline) on the square; ``"gaussian"``: I ~ N(0, noise_std²), ``noise_std`` in pixel units (absolute).
 
     >>> import seethrough as see
     >>> lin = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 3))
@@ -82,16 +85,17 @@ def infidelity(model: nn.Module, x: torch.Tensor, attribution: torch.Tensor, tar
     base = make_baseline(x, baseline)
     idx = resolve_target(model, x, target)
     tgt = target if idx is None else idx
-    gen = torch.Generator().manual_seed(seed)
-    top = torch.randint(0, h - patch + 1, (n * n_samples,), generator=gen)
-    left = torch.randint(0, w - patch + 1, (n * n_samples,), generator=gen)
+    # Every sample's squares come from its own stream (the same for each sample): none depends on the batch.
+    gen = stream(seed)
+    top = torch.randint(0, h - patch + 1, (n_samples,), generator=gen).repeat(n)
+    left = torch.randint(0, w - patch + 1, (n_samples,), generator=gen).repeat(n)
     with torch.no_grad(), hooks(model):
         f_x = class_score(model(x), tgt, score).double()
 
     def perturb(items: torch.Tensor) -> torch.Tensor:
         i = items // n_samples
         if perturbation == "gaussian":
-            return seeded_blocks(items, n_samples, x.shape[1:], seed, torch.randn, x.dtype).to(x.device) * noise
+            return seeded_blocks(items, n_samples, x.shape[1:], seed, torch.randn, x.dtype).to(x.device) * noise_std
         rows = torch.arange(h)[None, :, None]
         cols = torch.arange(w)[None, None, :]
         t, l = top[items][:, None, None], left[items][:, None, None]
@@ -117,5 +121,5 @@ def infidelity(model: nn.Module, x: torch.Tensor, attribution: torch.Tensor, tar
         beta = torch.where(denom > 0, (proj * delta).mean(1) / denom.clamp_min(1e-300), beta)
     values = ((beta[:, None] * proj - delta) ** 2).mean(1)
     return ScoreResult("infidelity", values, None, {"perturbation": perturbation, "n_samples": n_samples,
-                                                    "patch": patch, "noise": noise, "optimal_scaling": optimal_scaling,
-                                                    "score": score, "seed": seed, "beta": beta})
+                                                    "patch": patch, "noise_std": noise_std, "optimal_scaling": optimal_scaling,
+                                                    "score": score, "seed": seed, "beta": beta}, seed=seed)

@@ -2,7 +2,7 @@
 
 SENS_max(Φ, x) = max over ‖y − x‖∞ ≤ r of ‖Φ(y) − Φ(x)‖ / ‖Φ(x)‖ — relative to the map's norm, as
 the authors define it, so a map's scale does not matter. The maximum is estimated by Monte
-Carlo over ``n_perturbations`` seeded points drawn uniformly in the L∞ ball (not clipped to [0, 1],
+Carlo over ``n_samples`` seeded points drawn uniformly in the L∞ ball (not clipped to [0, 1],
 as the authors).
 """
 from __future__ import annotations
@@ -12,18 +12,23 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..deprecation import renamed
 from ..batching import bytes_per_item, model_key, run_batched
 from .explainer import Explainer, explain, fixed_target
 from .infidelity import seeded_blocks
 from .result import ScoreResult
 
 
+@renamed(n_perturbations="n_samples")
 def max_sensitivity(model: nn.Module, x: torch.Tensor, method: Explainer = "saliency", target: Any = None, *,
-                    radius: float = 0.02, n_perturbations: int = 16, seed: int = 0, batch_size: int | str = "auto",
-                    progress: bool = True, **method_options: Any) -> ScoreResult:
-    """Max-sensitivity of ``method`` (a registry name or ``fn(model, x, target) -> map``) per sample.
+                    radius: float = 0.02, n_samples: int = 16, seed: int = 0, batch_size: int | str = "auto",
+                    progress: bool = True, options: dict[str, Any] | None = None, **method_options: Any) -> ScoreResult:
+    """Max-sensitivity of ``method`` (a registry name or ``fn(model, x, target) -> map``) per sample,
+    over ``n_samples`` perturbations.
 
-    The explained class is fixed on the clean input; lower is more stable.
+    The explained class is fixed on the clean input; lower is more stable. Other keywords go to the
+    method; ``options`` (a dict) too, for a method option spelt like one of ours: SmoothGrad's own
+    count is ``options={"n_samples": 8}``.
 
     >>> import seethrough as see
     >>> model, _ = see.zoo.load("lenet-digits")
@@ -39,8 +44,9 @@ def max_sensitivity(model: nn.Module, x: torch.Tensor, method: Explainer = "sali
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     if isinstance(radius, bool) or not isinstance(radius, (int, float)) or not radius > 0:
         raise ValueError(f"radius must be a number > 0 (L∞ radius in pixel units of [0, 1]), got {radius!r}")
-    if isinstance(n_perturbations, bool) or not isinstance(n_perturbations, int) or n_perturbations < 1:
-        raise ValueError(f"n_perturbations must be a positive int, got {n_perturbations!r}")
+    if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 1:
+        raise ValueError(f"n_samples must be a positive int, got {n_samples!r}")
+    method_options = {**method_options, **(options or {})}
     tgt = fixed_target(model, x, target)
     ref = explain(model, x, method, tgt, method_options).double()
     norm = ref.flatten(1).norm(dim=1)
@@ -48,17 +54,17 @@ def max_sensitivity(model: nn.Module, x: torch.Tensor, method: Explainer = "sali
 
     def fn(a: int, b: int) -> torch.Tensor:
         items = torch.arange(a, b)
-        i = items // n_perturbations
-        noise = seeded_blocks(items, n_perturbations, x.shape[1:], seed, torch.rand, x.dtype).to(x.device)
+        i = items // n_samples
+        noise = seeded_blocks(items, n_samples, x.shape[1:], seed, torch.rand, x.dtype).to(x.device)
         y = x[i].detach() + (2 * noise - 1) * radius
         t = tgt if callable(tgt) and not isinstance(tgt, torch.Tensor) else tgt[i]
         m = explain(model, y, method, t, method_options).double()
         return (m - ref[i]).flatten(1).norm(dim=1)
 
-    diff = run_batched(fn, n * n_perturbations, batch_size=batch_size, item_bytes=bytes_per_item(x, "grad"),
+    diff = run_batched(fn, n * n_samples, batch_size=batch_size, item_bytes=bytes_per_item(x, "grad"),
                        key=model_key(model, x, "grad"), progress=progress, desc="max-sensitivity")
-    worst = diff.view(n, n_perturbations).max(1).values
+    worst = diff.view(n, n_samples).max(1).values
     values = torch.where(norm > 0, worst / norm.clamp_min(1e-300), torch.full_like(worst, float("nan")))
     name = method if isinstance(method, str) else getattr(method, "__name__", "custom")
     return ScoreResult("max_sensitivity", values, None,
-                       {"method": name, "radius": radius, "n_perturbations": n_perturbations, "seed": seed})
+                       {"method": name, "radius": radius, "n_samples": n_samples, "seed": seed}, seed=seed)

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 import torch
 from torch.nn import functional as F
 
+from ..deprecation import renamed
+
 
 @dataclass
 class Mosaics:
@@ -24,11 +26,12 @@ class Mosaics:
     grid: int
 
 
-def mosaic(images: torch.Tensor, labels: torch.Tensor, grid: int = 2, n: int | None = None, seed: int = 0) -> Mosaics:
+@renamed(n="n_samples")
+def mosaic(images: torch.Tensor, labels: torch.Tensor, grid: int = 2, n_samples: int | None = None, seed: int = 0) -> Mosaics:
     """Seeded ``grid``×``grid`` mosaics of photos with pairwise different labels, each tile the photo
     shrunk (area average) to ``H/grid``×``W/grid`` so a mosaic has the size of one photo.
 
-    ``n`` mosaics (default: one per photo, that photo being the target tile).
+    ``n_samples`` mosaics (default: one per photo, that photo being the target tile).
 
     >>> x, y = torch.rand(4, 3, 16, 16), torch.tensor([0, 1, 2, 3])
     >>> m = mosaic(x, y, grid=2)
@@ -51,14 +54,14 @@ def mosaic(images: torch.Tensor, labels: torch.Tensor, grid: int = 2, n: int | N
     classes = labels.unique()
     if len(classes) < grid * grid:
         raise ValueError(f"a {grid}×{grid} mosaic needs {grid * grid} different labels; the images have {len(classes)}")
-    n = images.shape[0] if n is None else n
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"n must be a positive int (number of mosaics), got {n!r}")
+    n_samples = images.shape[0] if n_samples is None else n_samples
+    if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 1:
+        raise ValueError(f"n_samples must be a positive int (number of mosaics), got {n_samples!r}")
     th, tw = h // grid, w // grid
     tiles = F.interpolate(images, size=(th, tw), mode="area")
     gen = torch.Generator().manual_seed(seed)
     out, targets, masks, sources, where = [], [], [], [], []
-    for k in range(n):
+    for k in range(n_samples):
         first = k % images.shape[0]
         others = [j for j in torch.randperm(images.shape[0], generator=gen).tolist() if j != first]
         chosen, used = [first], {int(labels[first])}

@@ -31,4 +31,4 @@ def pointing_game(attribution: torch.Tensor, mask: torch.Tensor, tolerance: int 
         m = torch.nn.functional.max_pool2d(m.float(), k, stride=1, padding=tolerance) > 0
     a = attribution.detach().sum(1).flatten(1)
     hit = m.flatten(1).gather(1, a.argmax(1, keepdim=True))[:, 0]
-    return ScoreResult("pointing_game", hit.float(), m.flatten(1).float().mean(1), {"tolerance": tolerance})
+    return ScoreResult("pointing_game", hit.float(), m.flatten(1).float().mean(1), {"tolerance": tolerance}, seed=None)

@@ -19,7 +19,7 @@ from torch import nn
 from ..batching import bytes_per_item, model_key, run_batched
 from ..boundary import Boundary, as_boundary, token_mask
 from ..hooks import hooks
-from .curves import SCORES, CurveResult, auc, random_ranks
+from .curves import SCORES, CurveResult, auc, sample_ranks
 
 
 def on_positions(model: nn.Module | Boundary, x: Any) -> bool:
@@ -125,11 +125,11 @@ def position_curve(name: str, model: nn.Module | Boundary, x: torch.Tensor, attr
     ranks = torch.sort(values, dim=1, descending=True, stable=True).indices
     main = curve(ranks, name)
     if n_random:
-        rand = torch.stack([curve(random_ranks(n, size, seed + r, x.device), f"{name} (random)") for r in range(n_random)])
+        rand = torch.stack([curve(sample_ranks(n, size, seed + r, x.device), f"{name} (random)") for r in range(n_random)])
         rand_curve, rand_score = rand.mean(0), torch.stack([auc(c) for c in rand]).mean(0)
     else:
         rand_curve = torch.full_like(main, float("nan"))
         rand_score = torch.full((n,), float("nan"), dtype=main.dtype)
     fraction = torch.tensor([math.ceil(k * size / steps) / size for k in range(steps + 1)], dtype=main.dtype)
     return CurveResult(name, "morf", main, rand_curve, fraction, auc(main), rand_score,
-                       {"steps": steps, "score": score, "n_random": n_random, "seed": seed, "kind": b.kind})
+                       {"steps": steps, "score": score, "n_random": n_random, "seed": seed, "kind": b.kind}, seed=seed)

@@ -6,6 +6,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..seeding import per_sample
 from .curves import CurveResult, aopc, curve_metric
 
 
@@ -26,8 +27,8 @@ def region_perturbation(model: nn.Module, x: torch.Tensor, attribution: torch.Te
     >>> r.options["steps"]
     8
     """
-    gen = torch.Generator().manual_seed(seed)
-    noise = torch.rand(x.shape, generator=gen, dtype=x.dtype).to(x.device)
+    # every image's noise from its own stream (the same for each): an image's curve never depends on its batch
+    noise = per_sample(len(x), lambda g: torch.rand(x.shape[1:], generator=g, dtype=x.dtype), seed).to(x.device)
     return curve_metric("region_perturbation", model, x, attribution, target, start=x.detach(), end=noise,
                         order=order, steps=steps, patch=patch, score=score, summary=aopc, n_random=n_random,
                         seed=seed, batch_size=batch_size, progress=progress)

@@ -6,9 +6,11 @@ from typing import Any
 
 import torch
 
+from ..results import ResultProtocol
+
 
 @dataclass
-class ScoreResult:
+class ScoreResult(ResultProtocol):
     """``values[i]``: the metric for sample ``i``; ``baseline`` a reference value per sample when the
     metric has one (the chance level of the pointing game), else NaN."""
 
@@ -16,6 +18,10 @@ class ScoreResult:
     values: torch.Tensor
     baseline: torch.Tensor | None = None
     options: dict[str, Any] = field(default_factory=dict)
+    seed: int | None = None
+
+    def summary(self) -> str:
+        return f"{self.metric}: mean {self.mean():.3f} over {len(self.values)} samples"
 
     def mean(self) -> float:
         return float(self.values.double().nanmean())

@@ -17,18 +17,20 @@ from torch import nn
 from ..attribution.common import resolve_target
 from ..batching import bytes_per_item, model_key, run_batched
 from ..hooks import hooks
+from ..deprecation import renamed
 from ..inputs import check_images
-from .curves import SCORES, CurveResult, check_map, class_score, random_ranks
+from .curves import SCORES, CurveResult, check_map, class_score, sample_ranks
 
 _NEIGHBOURS = [(-1, 0, 1 / 6), (1, 0, 1 / 6), (0, -1, 1 / 6), (0, 1, 1 / 6),
                (-1, -1, 1 / 12), (-1, 1, 1 / 12), (1, -1, 1 / 12), (1, 1, 1 / 12)]
 
 
-def impute(x: torch.Tensor, mask: torch.Tensor, noise: float = 0.0, seed: int = 0) -> torch.Tensor:
+@renamed(noise="noise_std")
+def impute(x: torch.Tensor, mask: torch.Tensor, noise_std: float = 0.0, seed: int = 0) -> torch.Tensor:
     """Linear imputation of the pixels where ``mask`` is True, for one image ``(C, H, W)``.
 
     Solves ``v_i · Σ_j w_ij = Σ_j w_ij v_j`` for every masked pixel ``i`` (neighbours ``j`` within
-    the image); unmasked pixels are kept. ``noise`` adds N(0, noise²) to the imputed values.
+    the image); unmasked pixels are kept. ``noise_std`` adds N(0, noise_std²) to the imputed values (absolute, pixel units).
 
     >>> x = torch.full((1, 4, 4), 0.3)
     >>> mask = torch.zeros(4, 4, dtype=torch.bool); mask[1:3, 1:3] = True
@@ -63,16 +65,17 @@ def impute(x: torch.Tensor, mask: torch.Tensor, noise: float = 0.0, seed: int = 
     a = coo_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
                    shape=(len(removed), len(removed))).tocsc()
     sol = spsolve(a, rhs).reshape(len(removed), c)
-    if noise > 0:
-        sol = sol + np.random.default_rng(seed).normal(0.0, noise, sol.shape)
+    if noise_std > 0:
+        sol = sol + np.random.default_rng(seed).normal(0.0, noise_std, sol.shape)
     out = img.copy()
     out[:, removed] = sol.T
     return torch.from_numpy(out.reshape(c, h, w)).to(dtype=x.dtype, device=x.device)
 
 
+@renamed(noise="noise_std")
 def road(model: nn.Module, x: torch.Tensor, attribution: torch.Tensor, target: Any = None, *,
          order: str = "morf", fractions: Sequence[float] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9),
-         noise: float = 0.01, score: str = "probability", n_random: int = 1, seed: int = 0,
+         noise_std: float = 0.01, score: str = "probability", n_random: int = 1, seed: int = 0,
          batch_size: int | str = "auto", progress: bool = True) -> CurveResult:
     """The class score after imputing the top (``"morf"``) or bottom (``"lerf"``) ``fractions`` of
     pixels, with the random-ranking curve. ``score`` is the curve's AUC over [0, 1] including the
@@ -100,8 +103,8 @@ def road(model: nn.Module, x: torch.Tensor, attribution: torch.Tensor, target: A
     fr = [float(f) for f in fractions]
     if not fr or any(not 0 < f < 1 for f in fr):
         raise ValueError(f"fractions must be a non-empty list of numbers strictly between 0 and 1, got {fractions!r}")
-    if isinstance(noise, bool) or not isinstance(noise, (int, float)) or not noise >= 0:
-        raise ValueError(f"noise must be a number >= 0 (std of the imputation noise), got {noise!r}")
+    if isinstance(noise_std, bool) or not isinstance(noise_std, (int, float)) or not noise_std >= 0:
+        raise ValueError(f"noise_std must be a number >= 0 (std of the imputation noise, in pixel units), got {noise_std!r}")
     n, (h, w) = len(x), x.shape[-2:]
     idx = resolve_target(model, x, target)
     tgt = target if idx is None else idx
@@ -113,7 +116,8 @@ def road(model: nn.Module, x: torch.Tensor, attribution: torch.Tensor, target: A
             for i in range(n):
                 mask = torch.zeros(h * w, dtype=torch.bool)
                 mask[ranks[i, :k].cpu()] = True
-                imgs.append(impute(x[i], mask.view(h, w), noise, seed + 7919 * f_i + i))
+                # the noise's seed names the step, not the sample: every image gets its own stream, as it would alone
+                imgs.append(impute(x[i], mask.view(h, w), noise_std, seed + 7919 * f_i))
         batch = torch.stack(imgs)  # (1 + F) blocks of N images
 
         def fn(s: int, e: int) -> torch.Tensor:
@@ -135,9 +139,9 @@ def road(model: nn.Module, x: torch.Tensor, attribution: torch.Tensor, target: A
         return torch.trapezoid(c, fraction, dim=1) / (fraction[-1] - fraction[0])
 
     if n_random:
-        rand = torch.stack([curve_for(random_ranks(n, h * w, seed + r, x.device), "road (random)") for r in range(n_random)])
+        rand = torch.stack([curve_for(sample_ranks(n, h * w, seed + r, x.device), "road (random)") for r in range(n_random)])
         rand_curve, rand_score = rand.mean(0), torch.stack([area(c) for c in rand]).mean(0)
     else:
         rand_curve, rand_score = torch.full_like(curve, float("nan")), torch.full((n,), float("nan"), dtype=curve.dtype)
     return CurveResult("road", order, curve, rand_curve, fraction, area(curve), rand_score,
-                       {"fractions": fr, "noise": noise, "score": score, "n_random": n_random, "seed": seed})
+                       {"fractions": fr, "noise_std": noise_std, "score": score, "n_random": n_random, "seed": seed}, seed=seed)

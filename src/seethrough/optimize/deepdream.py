@@ -15,7 +15,7 @@ from torch import nn
 
 from ..hooks import hooks
 from ..inputs import check_images
-from ..progress import report
+from ..progress import bar, report
 from . import objectives as O
 from .engine import Visualization, check_positive, check_steps, chunked, forward_checked
 
@@ -33,18 +33,20 @@ def dream(
     jitter: int = 16,
     seed: int = 0,
     batch_size: int | str = "auto",
+    progress: bool = True,
 ) -> Visualization:
     """Dream ``image`` ``(N, C, H, W)`` in [0, 1] at ``layer`` (or several: their ‖h‖² add up).
 
     ``objective`` replaces the layer's ‖h‖² by any objective (e.g. ``"channel:blocks.10:17"``).
     ``steps`` per octave; ``octaves`` scales, each ``octave_scale`` smaller than the next;
     ``step_size``: mean absolute pixel change per step; ``jitter``: maximal random shift in px.
-    The trace ``(N, octaves*steps)`` holds the objective before each step.
+    The trace ``(N, octaves*steps)`` holds the objective before each step. ``progress``: a bar over
+    the steps (:mod:`seethrough.progress`).
 
     >>> import torch, seethrough as see
     >>> net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU())
     >>> x = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
-    >>> d = see.dream(net, x, "1", steps=5, octaves=2)
+    >>> d = see.dream(net, x, "1", steps=5, octaves=2, progress=False)
     >>> bool(d.trace[0, -1] > d.trace[0, 0]), bool(0 <= d.x.min() and d.x.max() <= 1)
     (True, True)
     """
@@ -80,16 +82,18 @@ def dream(
         hint = "pass an image of the size and channels the model expects"
 
     def run(start: int, stop: int):
-        return _dream(model, image[start:stop], obj, sizes, steps, step_size, jitter, torch.Generator().manual_seed(seed), hint)
+        return _dream(model, image[start:stop], obj, sizes, steps, step_size, jitter, torch.Generator().manual_seed(seed), hint,
+                      progress)
 
-    x, trace = chunked(run, image.shape[0], image, model, "dream", batch_size, "dream")
+    x, trace = chunked(run, image.shape[0], image, model, "dream", batch_size, "dream", progress)
     settings = {"objective": obj.name, "steps": steps, "octaves": octaves, "octave_scale": octave_scale,
                 "step_size": step_size, "jitter": jitter, "seed": seed}
-    return Visualization(x, trace, [obj.name] * x.shape[0], settings)
+    return Visualization(x, trace, [obj.name] * x.shape[0], settings, seed=seed)
 
 
-def _dream(model, base, obj, sizes, steps, step_size, jitter, g, hint):
+def _dream(model, base, obj, sizes, steps, step_size, jitter, g, hint, progress=True):
     trace = []
+    steps_bar = bar(total=len(sizes) * steps, desc="dream", progress=progress)
     detail = torch.zeros_like(F.interpolate(base, size=sizes[0], mode="area"))
     with hooks(model, capture=list(obj.layers)) as rec:
         for k, size in enumerate(sizes):
@@ -106,6 +110,8 @@ def _dream(model, base, obj, sizes, steps, step_size, jitter, g, hint):
                 grad = grad / grad.abs().flatten(1).mean(1).clamp_min(1e-12).view(-1, 1, 1, 1)
                 x = torch.roll(xs.detach() + step_size * grad, (-dy, -dx), (2, 3)).clamp(0, 1)
                 report("dream step", k * steps + step + 1, len(sizes) * steps)
+                steps_bar.update(1)
             detail = x - scaled
         rec.clear()
+    steps_bar.close()
     return x, torch.stack(trace, 1)

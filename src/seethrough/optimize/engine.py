@@ -16,7 +16,8 @@ from torch import nn
 
 from ..batching import bytes_per_item, check_batch_size, model_key, run_batched
 from ..hooks import hooks
-from ..progress import report
+from ..results import ResultProtocol
+from ..progress import bar, report
 from . import param as _param
 from .priors import blur
 
@@ -24,7 +25,7 @@ Score = Callable[[Mapping[str, torch.Tensor], torch.Tensor], torch.Tensor]
 
 
 @dataclass
-class Visualization:
+class Visualization(ResultProtocol):
     """An optimised batch: ``x`` ``(N, C, H, W)`` in [0, 1] ready to feed to the model,
     ``trace`` ``(N, steps)`` the objective (priors excluded) before each step, ``names``
     what each image maximised, and the ``settings`` used (for provenance)."""
@@ -33,6 +34,26 @@ class Visualization:
     trace: torch.Tensor
     names: list[str]
     settings: dict[str, Any] = field(default_factory=dict)
+    seed: int | None = None
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """The result protocol's name for ``settings`` (the same dict)."""
+        return self.settings
+
+    def summary(self) -> str:
+        names = ", ".join(dict.fromkeys(self.names))
+        return (f"{type(self).__name__} of {len(self.x)} images ({names}): objective {float(self.trace[:, 0].mean()):.3g} "
+                f"→ {float(self.trace[:, -1].mean()):.3g} over {self.trace.shape[1]} steps")
+
+    def to_frame(self):
+        """One row per image × step: the objective."""
+        import pandas as pd
+
+        n, s = self.trace.shape
+        return pd.DataFrame({"image": torch.arange(n).repeat_interleave(s).tolist(),
+                             "name": [self.names[i] for i in range(n) for _ in range(s)],
+                             "step": torch.arange(s).repeat(n).tolist(), "objective": self.trace.double().flatten().tolist()})
 
     @property
     def images(self) -> list:
@@ -90,10 +111,11 @@ def new_param(kind: str, shape: tuple[int, int, int, int], first: int, seed: int
     return p
 
 
-def ascend(model: nn.Module, p: _param.Param, score: Score, layers: Sequence[str], *, steps: int, lr: float,
+def ascend(model: nn.Module, p: _param.Param, score: Score, layers: Sequence[str], *, steps: int, step_size: float,
            transform=None, penalty=None, extra: Score | None = None, blur_every: int = 0, blur_sigma: float = 0.5,
            generator: torch.Generator | None = None, desc: str = "visualize step", hint: str = SIZE_HINT,
-           out_size: tuple[int, int] | None = None, decay: bool = False, first: int = 0, total: int | None = None) -> torch.Tensor:
+           out_size: tuple[int, int] | None = None, decay: bool = False, first: int = 0, total: int | None = None,
+           progress: bool = True) -> torch.Tensor:
     """Maximise ``score + extra − penalty`` over ``p`` with Adam; returns the trace of ``score``
     ``(N, steps)`` (``extra`` - a diversity term - is optimised but not traced).
 
@@ -101,13 +123,14 @@ def ascend(model: nn.Module, p: _param.Param, score: Score, layers: Sequence[str
     model sees when ``p`` is a coarser image, upsampled first), so models with a fixed input
     size (a LeNet) take transforms that pad or rescale. ``decay``: the learning rate falls
     linearly to 0 over the steps. Every step is reported as ``(desc, first + step, total)``
-    (:mod:`seethrough.progress`); a listener raising ``Cancelled`` stops the loop.
+    (:mod:`seethrough.progress`); a listener raising ``Cancelled`` stops the loop. ``step_size``:
+    Adam's learning rate; ``progress``: a bar over the steps (:func:`seethrough.progress.bar`).
     """
-    step_adam = _adam(p.raw, lr, decay=steps if decay else 0)
+    step_adam = _adam(p.raw, step_size, decay=steps if decay else 0)
     size = out_size
     trace = []
     with hooks(model, capture=list(layers)) as rec:
-        for step in range(steps):
+        for step in bar(range(steps), desc=desc, progress=progress):
             img = p.image()
             size = size or tuple(img.shape[-2:])
             # a coarser image (coarse-to-fine inversion) is seen, and judged by the priors, at full size
@@ -154,8 +177,8 @@ def _adam(x: torch.Tensor, lr: float, betas=(0.9, 0.999), eps: float = 1e-8, dec
 
 
 def chunked(run: Callable[[int, int], tuple[torch.Tensor, torch.Tensor]], n: int, like: torch.Tensor, model: nn.Module,
-            mode: str, batch_size: int | str, desc: str) -> tuple[torch.Tensor, torch.Tensor]:
+            mode: str, batch_size: int | str, desc: str, progress: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """Run ``run(start, stop) -> (x, trace)`` over ``n`` images in automatically sized chunks."""
     check_batch_size(batch_size)
     return run_batched(run, n, batch_size=batch_size, item_bytes=bytes_per_item(like, "grad"),
-                       key=model_key(model, like, mode), desc=desc)
+                       key=model_key(model, like, mode), desc=desc, progress=progress)

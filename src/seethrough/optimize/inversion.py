@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..hooks import hooks
+from ..deprecation import renamed
 from ..inputs import check_images
 from . import transforms as T
 from .engine import Visualization, ascend, check_positive, check_steps, chunked, forward_checked, new_param
@@ -57,13 +58,14 @@ class Inversion(Visualization):
     layout: torch.Tensor | None = field(default=None)
 
 
+@renamed(lr="step_size")
 def invert(
     model: nn.Module,
     x: torch.Tensor,
     layer: str | Sequence[str],
     *,
     steps: int = 200,
-    lr: float = 0.05,
+    step_size: float = 0.05,
     tv: float = 3.0,
     alpha: float = 1.0,
     jitter: int | str = "auto",
@@ -74,6 +76,7 @@ def invert(
     transforms=None,
     seed: int = 0,
     batch_size: int | str = "auto",
+    progress: bool = True,
 ) -> Inversion | list[Inversion]:
     """Reconstruct ``x`` ``(N, C, H, W)`` in [0, 1] from its representation at ``layer``.
 
@@ -83,8 +86,8 @@ def invert(
     models on photos, digit-sized models want about 0.1. ``alpha``: the weight λ_α of the
     α-norm. ``jitter``: the largest random shift per step in pixels (``"auto"``: 1 px per 64 px
     of image side, at least 1, and at most a quarter of the layer's stride). ``scales``: coarse-to-fine
-    levels (3: a quarter, a half, then full size, which gets half the steps). ``decay``: the
-    learning rate falls linearly to 0 within each level. ``priors``: extra priors
+    levels (3: a quarter, a half, then full size, which gets half the steps). ``step_size``: Adam's
+    learning rate; ``decay``: it falls linearly to 0 within each level. ``progress``: bars over the steps. ``priors``: extra priors
     (``{"l2": w, ...}``, :mod:`seethrough.optimize.priors`); ``param`` and ``transforms``
     (applied after the jitter) as in :func:`~seethrough.optimize.maximize.visualize`.
     ``invert(..., **seethrough.optimize.inversion.PLAIN)`` is the plain objective without the
@@ -93,7 +96,7 @@ def invert(
     >>> import torch, seethrough as see
     >>> model, _ = see.zoo.load("lenet-digits")
     >>> x = see.zoo.digits("test")[0][:2]
-    >>> inv = see.invert(model, x, "relu1", steps=30, tv=0.1)
+    >>> inv = see.invert(model, x, "relu1", steps=30, tv=0.1, progress=False)
     >>> bool((inv.trace[:, -1] < inv.trace[:, 0]).all()), bool((inv.similarity > 0.5).all())
     (True, True)
     """
@@ -106,7 +109,7 @@ def invert(
     layers = [layer] if single else list(layer)
     if not layers or not all(isinstance(l, str) for l in layers):
         raise ValueError(f"layer must be a layer name or a non-empty list of them, got {layer!r}")
-    steps, lr = check_steps(steps), check_positive(lr, "lr")
+    steps, step_size = check_steps(steps), check_positive(step_size, "step_size")
     scales = check_steps(scales, "scales")
     for name, v in (("tv", tv), ("alpha", alpha)):
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not (v >= 0 and math.isfinite(v)):
@@ -163,14 +166,14 @@ def invert(
                 with torch.no_grad():
                     q.set_image(F.interpolate(p.image(), size=size, mode="bilinear", align_corners=False).clamp(0, 1))
             p = q
-            traces.append(ascend(model, p, score, layers, steps=k, lr=lr, transform=transform, penalty=penalty,
+            traces.append(ascend(model, p, score, layers, steps=k, step_size=step_size, transform=transform, penalty=penalty,
                                  generator=g, desc="invert step", hint=SIZE_HINT, out_size=full, decay=decay,
-                                 first=done, total=steps))
+                                 first=done, total=steps, progress=progress))
             done += k
         return p.image().detach(), -torch.cat(traces, 1)
 
-    xs, trace = chunked(run, n * len(layers), x, model, "invert", batch_size, "invert")
-    settings = {"steps": steps, "lr": lr, "tv": tv, "alpha": alpha, "param": param,
+    xs, trace = chunked(run, n * len(layers), x, model, "invert", batch_size, "invert", progress)
+    settings = {"steps": steps, "step_size": step_size, "tv": tv, "alpha": alpha, "param": param,
                 "priors": {getattr(k, "__name__", k): v for k, v in (priors or {}).items()},
                 "scales": [list(s) for s, _ in levels], "decay": decay,
                 "transforms": transforms if isinstance(transforms, str) or transforms is None else "custom", "seed": seed}
@@ -180,7 +183,8 @@ def invert(
         sim = ssim(xi, x) if min(full) >= 11 else None
         lay = layout_correlation(xi, x) if min(full) >= 16 else None
         info = {**settings, "layer": l, "stride": strides[li], "tv_weight": tv_weights[li], "jitter": shifts[li]}
-        results.append(Inversion(xi, trace[li * n:(li + 1) * n], [f"invert:{l}"] * n, info, l, sim, lay))
+        results.append(Inversion(xi, trace[li * n:(li + 1) * n], [f"invert:{l}"] * n, info, seed=seed, layer=l,
+                                 similarity=sim, layout=lay))
     return results[0] if single else results
 
 

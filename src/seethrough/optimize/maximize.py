@@ -6,6 +6,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from ..deprecation import renamed
 from ..inputs import check_images
 from . import objectives as O
 from . import transforms as T
@@ -13,17 +14,18 @@ from .engine import Visualization, ascend, check_positive, check_steps, chunked,
 from .priors import penalty as _penalty
 
 
+@renamed(n="n_samples", lr="step_size")
 def visualize(
     model: nn.Module,
     objective: O.Objective | str | Sequence[O.Objective | str],
     *,
-    n: int | None = None,
+    n_samples: int | None = None,
     size: int | tuple[int, int] | None = None,
     channels: int | None = None,
     param: str = "fourier",
     init: torch.Tensor | None = None,
     steps: int = 256,
-    lr: float = 0.05,
+    step_size: float = 0.05,
     transforms="standard",
     priors: dict | None = None,
     blur_every: int = 0,
@@ -32,24 +34,26 @@ def visualize(
     diversity_layer: str | None = None,
     seed: int = 0,
     batch_size: int | str = "auto",
+    progress: bool = True,
 ) -> Visualization:
     """Optimise input images to maximise ``objective`` (gradient ascent with Adam).
 
     ``objective``: an :class:`~seethrough.optimize.objectives.Objective`, its string form
     (``"logit:285"``, ``"channel:blocks.10:17"``), or a list of them - one image each.
-    ``n`` images per objective (default 1). ``param``: ``"fourier"`` (decorrelated, 1/f) or
+    ``n_samples`` images per objective (default 1); ``step_size``: Adam's learning rate. ``param``: ``"fourier"`` (decorrelated, 1/f) or
     ``"pixel"``. ``init``: start from these images in [0, 1] instead of noise (``(1|N, C, H, W)``).
     ``transforms``: ``"standard"`` (pad, jitter, scale, rotate), ``None``, or transforms from
     :mod:`seethrough.optimize.transforms`. ``priors``: ``{"l2"|"tv"|"edge"|callable: weight}``.
     ``blur_every``: blur the image every k steps (σ = ``blur_sigma``). ``diversity``: weight of
     a term pushing the batch's Gram matrices apart at ``diversity_layer`` (default: the
-    objective's first layer); it couples the batch, so it runs as one batch.
+    objective's first layer); it couples the batch, so it runs as one batch. ``progress``: bars
+    over the steps and chunks (:mod:`seethrough.progress`).
     ``size``/``channels``: the input the model takes (default: ``init``'s, else 224 and the
     first convolution's input channels).
 
     >>> import seethrough as see
     >>> model, _ = see.zoo.load("lenet-digits")
-    >>> v = see.visualize(model, "logit:3", size=32, param="pixel", transforms=None, steps=20, seed=0)
+    >>> v = see.visualize(model, "logit:3", size=32, param="pixel", transforms=None, steps=20, seed=0, progress=False)
     >>> v.x.shape, bool(v.trace[0, -1] > v.trace[0, 0])
     (torch.Size([1, 1, 32, 32]), True)
     >>> model(v.x).argmax().item()
@@ -61,11 +65,11 @@ def visualize(
     objs = [O._as_objective(o) for o in objs]
     if not objs:
         raise ValueError("objective is an empty list; give at least one objective")
-    per = 1 if n is None else n
+    per = 1 if n_samples is None else n_samples
     if isinstance(per, bool) or not isinstance(per, int) or per < 1:
-        raise ValueError(f"n must be a positive int (images per objective), got {n!r}")
+        raise ValueError(f"n_samples must be a positive int (images per objective), got {n_samples!r}")
     steps = check_steps(steps)
-    lr = check_positive(lr, "lr")
+    step_size = check_positive(step_size, "step_size")
     if isinstance(blur_every, bool) or not isinstance(blur_every, int) or blur_every < 0:
         raise ValueError(f"blur_every must be a non-negative int (0 = never), got {blur_every!r}")
     if not isinstance(diversity, (int, float)) or isinstance(diversity, bool) or diversity < 0:
@@ -97,17 +101,17 @@ def visualize(
         obj = O.stack(expanded[start:stop])
         layers = obj.layers if div is None else O._union(obj, div)
         p = new_param(param, (stop - start, *shape), start, seed, None if init is None else init[start:stop], device, dtype)
-        trace = ascend(model, p, obj.fn, layers, steps=steps, lr=lr, transform=transform, penalty=prior,
+        trace = ascend(model, p, obj.fn, layers, steps=steps, step_size=step_size, transform=transform, penalty=prior,
                        extra=None if div is None else div.fn, blur_every=blur_every, blur_sigma=blur_sigma,
-                       generator=torch.Generator().manual_seed(seed))
+                       generator=torch.Generator().manual_seed(seed), progress=progress)
         return p.image().detach(), trace
 
-    x, trace = chunked(run, total, like, model, "visualize", batch_size, "visualize")
-    settings = {"objective": [o.name for o in objs], "n": per, "param": param, "steps": steps, "lr": lr,
+    x, trace = chunked(run, total, like, model, "visualize", batch_size, "visualize", progress)
+    settings = {"objective": [o.name for o in objs], "n_samples": per, "param": param, "steps": steps, "step_size": step_size,
                 "transforms": transforms if isinstance(transforms, str) or transforms is None else "custom",
                 "priors": {getattr(k, "__name__", k): v for k, v in (priors or {}).items()}, "blur_every": blur_every,
                 "diversity": diversity, "size": list(shape[1:]), "seed": seed}
-    return Visualization(x, trace, [o.name for o in expanded], settings)
+    return Visualization(x, trace, [o.name for o in expanded], settings, seed=seed)
 
 
 def _shape(model: nn.Module, init, size, channels) -> tuple[int, int, int]:

@@ -2,9 +2,11 @@
 # One import line per render module; each family adds its own.
 from .optimize import figure_to_image, gallery, trace_plot  # noqa: F401
 from .lime import lime_mask, superpixel_boundaries  # noqa: F401
-from .heatmap import overlay, panel  # noqa: F401
+from .heatmap import attribution_figure, overlay, panel  # noqa: F401
 from .scatter import embedding, scatter, scatter_grid  # noqa: F401
-from .grids import channel_grid, channel_tiles, filter_grid, tile, topk_grid  # noqa: F401
+from .grids import (activation_figure, channel_grid, channel_tiles, filter_figure, filter_grid, tile,  # noqa: F401
+                    topk_caption, topk_figure, topk_grid)
+from .readable import constant_units, for_display, grid_shape, is_signed, robust_scale, save_picture  # noqa: F401
 from .plots import histogram_plot, importance_plot, sparsity_plot, weight_health_plot  # noqa: F401
 from .animation import hyperplane_frame, hyperplane_frames, save_gif  # noqa: F401
 from .adversarial import attack_figure, difference, patch_figure, robustness_plot, save_png  # noqa: F401

@@ -48,9 +48,9 @@ def difference(x: torch.Tensor, x_adv: torch.Tensor, magnify: float | None = Non
     return to_image((0.5 + magnify * d).clamp(0, 1))
 
 
-def attack_figure(result, index: int = 0, labels: Sequence[str] | None = None):
+def attack_figure(result, index: int = 0, labels: Sequence[str] | None = None, title: str = "") -> "Figure":
     """Original, adversarial, magnified difference and the per-iteration history of one
-    sample of an :class:`~seethrough.adversarial.AttackResult`; a matplotlib figure.
+    sample of an :class:`~seethrough.adversarial.AttackResult` (under ``title`` if given); a matplotlib figure.
 
     >>> import seethrough as see
     >>> lenet, _ = see.zoo.load("lenet-digits")
@@ -69,9 +69,9 @@ def attack_figure(result, index: int = 0, labels: Sequence[str] | None = None):
         (difference(x, xa), f"difference ×{0.5 / max(r.linf[i].item() / 255, 1e-12):.0f}\n"
                             f"L∞ = {r.linf[i]:.1f}/255, ‖δ‖/‖x‖ = {r.relative[i]:.4f}"),
     ]
-    for ax, (img, title) in zip(axes, panels):
+    for ax, (img, caption) in zip(axes, panels):
         ax.imshow(np.asarray(img), cmap="gray" if gray else None, vmin=0, vmax=255)
-        ax.set_title(title, fontsize=9)
+        ax.set_title(caption, fontsize=9)
         ax.axis("off")
     ax = axes[3]
     steps = np.arange(r.history_class.shape[1])
@@ -86,17 +86,19 @@ def attack_figure(result, index: int = 0, labels: Sequence[str] | None = None):
     ax.set_ylim(0, 1.08)
     ax.set_title(f"{r.method}: success={bool(r.success[i])}, after 8-bit rounding={bool(r.success_8bit[i])}", fontsize=9)
     ax.legend(fontsize=8, loc="center right")
+    if title:
+        fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
 
 
-def patch_figure(result, x: torch.Tensor, labels: Sequence[str] | None = None, show: int = 6):
+def patch_figure(result, x: torch.Tensor, labels: Sequence[str] | None = None, show: int = 6) -> "Figure":
     """The patch, then ``show`` held-out placements with the model's prediction.
 
     >>> import seethrough as see
     >>> lenet, _ = see.zoo.load("lenet-digits")
     >>> x = see.zoo.digits("test")[0][:8]
-    >>> p = see.train_patch(lenet, x, target=8, steps=2, batch=4, eval_placements=4)
+    >>> p = see.train_patch(lenet, x, target=8, steps=2, n_samples=4, eval_placements=4)
     >>> len(patch_figure(p, x, show=3).axes)
     4
     """
@@ -119,7 +121,7 @@ def patch_figure(result, x: torch.Tensor, labels: Sequence[str] | None = None, s
     return fig
 
 
-def robustness_plot(eps: Sequence[float], curves: dict[str, Sequence[float]], *, title: str = ""):
+def robustness_plot(eps: Sequence[float], curves: dict[str, Sequence[float]], *, title: str = "") -> "Figure":
     """Accuracy against ε (pixel units) for several models; a matplotlib figure.
 
     >>> fig = robustness_plot([0, 8, 16], {"plain": [0.98, 0.4, 0.05], "robust": [0.96, 0.8, 0.5]})

@@ -13,7 +13,7 @@ def _plt():
     return plt
 
 
-def tcav_plot(result, *, title: str = ""):
+def tcav_plot(result, *, title: str = "") -> "Figure":
     """Per layer: the concept's TCAV scores against the random CAVs' (dots), with the p-values.
 
     >>> import torch
@@ -40,7 +40,7 @@ def tcav_plot(result, *, title: str = ""):
     return fig
 
 
-def influence_gallery(result, test: int = 0, k: int = 6, *, labels=None):
+def influence_gallery(result, test: int = 0, k: int = 6, *, labels=None) -> "Figure":
     """The test input, then its ``k`` most helpful and ``k`` most harmful training inputs with scores.
 
     >>> import seethrough as see
@@ -76,7 +76,7 @@ def influence_gallery(result, test: int = 0, k: int = 6, *, labels=None):
     return fig
 
 
-def loo_scatter(validation, *, title: str = ""):
+def loo_scatter(validation, *, title: str = "") -> "Figure":
     """Predicted vs actual change of the test loss after removing each point, with Pearson/Spearman.
 
     ``validation`` is what :meth:`seethrough.influence.Influence.validate` returns.
@@ -100,7 +100,7 @@ def loo_scatter(validation, *, title: str = ""):
     return fig
 
 
-def tree_plot(surrogate, *, class_names=None, feature_names=None):
+def tree_plot(surrogate, *, class_names=None, feature_names=None) -> "Figure":
     """A scikit-learn tree as boxes, or a soft tree's inner-node filters drawn as images (for image inputs).
 
     >>> import torch, seethrough as see
@@ -148,7 +148,7 @@ def tree_plot(surrogate, *, class_names=None, feature_names=None):
     return fig
 
 
-def fidelity_plot(depths, fidelities, *, accuracies=None, title: str = ""):
+def fidelity_plot(depths, fidelities, *, accuracies=None, title: str = "") -> "Figure":
     """Fidelity (and accuracy) of the surrogate against its depth.
 
     >>> fidelity_plot([1, 2, 4], [0.7, 0.85, 0.95], accuracies=[0.6, 0.8, 0.9]).axes[0].get_xlabel()

@@ -137,3 +137,114 @@ def topk_grid(crops: torch.Tensor, projections: torch.Tensor | None = None, *, s
         for j, b in enumerate(row):
             canvas.paste(b.convert("RGB"), (j * (bw + gap), i * (bh + gap)))
     return canvas
+
+
+# Readable versions for the CLI: the same cells with a title, unit numbers, a stated scale and dead units named.
+
+def filter_figure(w: torch.Tensor, *, title: str = "", percentile: float = 100.0) -> Image.Image:
+    """Conv filters ``(M, K, kh, kw)`` with their numbers: 3 input channels → one colour image per
+    filter (each scaled to its own max |w|, grey = 0); otherwise one cell per filter and input channel
+    on ONE diverging scale (±the ``percentile`` of |w|, with a colour bar). An all-zero filter is marked dead.
+
+    >>> img = filter_figure(torch.cat([torch.randn(2, 2, 3, 3), torch.zeros(1, 2, 3, 3)]), title="conv2")
+    >>> img.info["texts"][:3], img.info["texts"][-2:]
+    (['conv2', 'f0 · in 0', 'f0 · in 1'], ['f2 · in 1 · dead', 'weight (diverging, ±max |w|)'])
+    """
+    from .readable import SIGNED_CMAP, labelled_grid, robust_scale, unit_label
+
+    if not isinstance(w, torch.Tensor) or w.dim() != 4:
+        raise ValueError(f"filter_figure expects conv filters (M, K, kh, kw), got {getattr(w, 'shape', type(w).__name__)}")
+    a = w.detach().cpu().double().numpy()
+    m, k = a.shape[:2]
+    if k == 3:
+        labels = [unit_label(f"f{i}", w[i]) for i in range(m)]
+        return labelled_grid(_norm_each(a, (1, 2, 3)).transpose(0, 2, 3, 1), labels, title=title,
+                             note="each filter scaled to its own max |w|; grey = 0")
+    s = robust_scale(a, percentile)
+    labels = [unit_label(f"f{i}", w[i]) if k == 1 else unit_label(f"f{i} · in {j}", w[i, j]) for i in range(m) for j in range(k)]
+    which = "max |w|" if percentile >= 100 else f"{percentile:g}th pct of |w|"
+    return labelled_grid(a.reshape(m * k, *a.shape[2:]), labels, title=title, ncol=None if k == 1 else k,
+                         cmap=SIGNED_CMAP, vmin=-s, vmax=s, cbar_label=f"weight (diverging, ±{which})")
+
+
+def activation_figure(act: torch.Tensor, channels: torch.Tensor | None = None, *, title: str = "") -> Image.Image:
+    """One sample's channel maps ``(C, H, W)`` (or those in ``channels``) with their channel numbers
+    on one scale with a colour bar (diverging ±max |a| if any value is negative); a channel that is
+    0 everywhere is labelled dead. The note says how many of all C channels are dead on this input.
+
+    >>> act = torch.rand(4, 5, 5); act[2] = 0
+    >>> img = activation_figure(act, title="relu1")
+    >>> img.info["texts"][1:5], img.info["texts"][-2]
+    (['ch 0', 'ch 1', 'ch 2 · dead', 'ch 3'], '1 of 4 channels dead (0 everywhere) on this input; 4 shown')
+    """
+    from .readable import SIGNED_CMAP, is_signed, labelled_grid, unit_label
+
+    if not isinstance(act, torch.Tensor) or act.dim() != 3:
+        raise ValueError(f"activation_figure expects one sample's maps (C, H, W), got {getattr(act, 'shape', type(act).__name__)}")
+    idx = torch.arange(act.shape[0]) if channels is None else torch.as_tensor(channels).flatten()
+    a = act.detach().cpu().double()
+    dead = int((a.flatten(1) == 0).all(1).sum())
+    cells = a[idx].numpy()
+    labels = [unit_label(f"ch {int(i)}", a[int(i)]) for i in idx]
+    note = f"{dead} of {a.shape[0]} channels dead (0 everywhere) on this input; {len(idx)} shown"
+    if is_signed(cells):
+        s = float(np.abs(cells).max()) or 1.0
+        return labelled_grid(cells, labels, title=title, cmap=SIGNED_CMAP, vmin=-s, vmax=s,
+                             cbar_label="activation (diverging, ±max |a|)", note=note)
+    return labelled_grid(cells, labels, title=title, cmap="magma", vmin=0.0, vmax=float(cells.max()) or 1.0,
+                         cbar_label="activation (one scale for all channels)", note=note)
+
+
+def topk_caption(unit: int, values: torch.Tensor, n_inputs: int | None = None) -> str:
+    """What a unit's top-k row shows: its strongest activation, or that it never fires / has tied values.
+
+    >>> topk_caption(3, torch.tensor([2.5, 1.0])), topk_caption(4, torch.zeros(9), 1797)
+    ('unit 3 · top 2 · max 2.5', 'unit 4 · dead: never fires (max activation 0 over 1797 inputs)')
+    """
+    v = values.detach().double().flatten()
+    over = f" over {n_inputs} inputs" if n_inputs else ""
+    if bool((v == v[0]).all()):
+        if float(v[0]) <= 0:  # a ReLU unit at 0 (or below) on every input: any "top k" would be arbitrary indices
+            return f"unit {unit} · dead: never fires (max activation {float(v[0]):.3g}{over})"
+        return f"unit {unit} · top {len(v)} tied at {float(v[0]):.3g} (order arbitrary)"
+    return f"unit {unit} · top {len(v)} · max {float(v[0]):.3g}"
+
+
+def topk_figure(crops: torch.Tensor, projections: torch.Tensor | None, result, *, title: str = "",
+                n_inputs: int | None = None, scale: int | None = None) -> Image.Image:
+    """:func:`topk_grid` with a caption per unit (its number and strongest activation); a unit that
+    never fires gets the words instead of a "top k" of arbitrary inputs. ``result`` is the
+    :class:`~seethrough.inspect.topk.TopK` the crops came from.
+
+    >>> from seethrough.inspect.topk import TopK
+    >>> r = TopK("conv1", torch.tensor([0, 1]), torch.tensor([[5, 2], [0, 1]]), torch.tensor([[3.0, 1.0], [0.0, 0.0]]))
+    >>> img = topk_figure(torch.rand(2, 2, 1, 5, 5), None, r, title="conv1")
+    >>> img.info["texts"]
+    ['conv1', 'unit 0 · top 2 · max 3', 'unit 1 · dead: never fires (max activation 0)']
+    """
+    import matplotlib.pyplot as plt
+
+    from .optimize import figure_to_image
+    from .readable import wrap
+
+    u = crops.shape[0]
+    captions = [topk_caption(int(result.units[i]), result.values[i], n_inputs) for i in range(u)]
+    blocks = [topk_grid(crops[i:i + 1], None if projections is None else projections[i:i + 1], scale=scale) for i in range(u)]
+    bw, bh = blocks[0].size
+    fig, axes = plt.subplots(u, 1, figsize=(max(4.0, bw / 100 + 0.4), u * (bh / 100 + 0.35) + 0.5), squeeze=False)
+    for ax, img, cap in zip(axes[:, 0], blocks, captions):
+        ax.axis("off")
+        if "never fires" in cap:
+            ax.text(0.5, 0.5, f"no top {result.values.shape[1]}: no input activates it (max ≤ 0)",
+                    ha="center", va="center", color="crimson", fontsize=9, transform=ax.transAxes)
+        else:
+            ax.imshow(np.asarray(img), interpolation="nearest")
+        ax.set_title(cap, fontsize=8, color="crimson" if "never fires" in cap else "black")
+    texts = [title] if title else []
+    if title:
+        fig.suptitle(wrap(title, fig.get_figwidth()) + ("" if projections is None else "\n" + wrap(
+            "left: receptive-field crops · right: their projections (grey = 0)", fig.get_figwidth())), fontsize=9)
+    fig.tight_layout()
+    out = figure_to_image(fig)
+    out.info["texts"] = texts + captions
+    return out

@@ -8,6 +8,7 @@ out the rest.
 """
 from __future__ import annotations
 
+import textwrap
 from typing import Mapping, Sequence
 
 import matplotlib
@@ -19,8 +20,9 @@ import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from .optimize import figure_to_image  # noqa: E402
+from .readable import SIGNED_CMAP, UNSIGNED_CMAP, grid_shape, is_signed, robust_scale  # noqa: E402
 
-__all__ = ["overlay", "panel", "reduce_channels", "heat_rgb"]
+__all__ = ["overlay", "panel", "reduce_channels", "heat_rgb", "map_rgb", "attribution_figure"]
 
 _REDUCE = ("auto", "sum", "abs-sum", "max-abs", "max", "norm")
 
@@ -113,35 +115,113 @@ def overlay(x: torch.Tensor, attribution: torch.Tensor, *, reduce: str = "auto",
     return out
 
 
+def map_rgb(x: torch.Tensor, a2d: np.ndarray, percentile: float = 99.0) -> tuple[np.ndarray, bool, float]:
+    """One image ``(C, H, W)`` and its 2-D map → ``(H, W, 3)`` RGB, whether the map is signed, and its scale.
+
+    A signed map (any negative value) is drawn opaque with a diverging colour map, ``vmin = -vmax =
+    -scale`` (the ``percentile`` of |a|), shaded by the image's brightness so the object stays
+    recognisable: red where positive, blue where negative, light grey at 0. A non-negative map is
+    blended over the greyed image (:func:`overlay`'s look), 0 → ``scale``.
+
+    >>> rgb, signed, scale = map_rgb(torch.ones(1, 2, 2), np.array([[-1.0, 0.0], [0.0, 1.0]]))
+    >>> signed, scale, bool(rgb[1, 1, 0] > rgb[1, 1, 2]), bool(rgb[0, 0, 2] > rgb[0, 0, 0])
+    (True, 1.0, True, True)
+    """
+    base = _image_np(x)
+    if a2d.shape != base.shape[:2]:
+        t = torch.from_numpy(np.ascontiguousarray(a2d, dtype=np.float64))[None, None]
+        a2d = torch.nn.functional.interpolate(t, size=base.shape[:2], mode="bilinear", align_corners=False)[0, 0].numpy()
+    scale = robust_scale(a2d, percentile)
+    if not is_signed(a2d):
+        return _blend(x, a2d, 0.85, percentile, None), False, scale
+    v = np.clip(a2d / scale, -1, 1) * 0.5 + 0.5
+    colors = plt.get_cmap(SIGNED_CMAP)(v)[..., :3]
+    shade = 0.7 + 0.3 * base.mean(2, keepdims=True)  # the photo as light and shade; hue carries the sign
+    return np.clip(colors * shade, 0, 1), True, scale
+
+
+def _colorbar(fig, ax, signed: bool, scale: float, **kw):
+    norm = matplotlib.colors.Normalize(-scale if signed else 0.0, scale)
+    sm = matplotlib.cm.ScalarMappable(norm, SIGNED_CMAP if signed else UNSIGNED_CMAP)
+    cb = fig.colorbar(sm, ax=ax, fraction=0.046, pad=0.03, **kw)
+    cb.ax.tick_params(labelsize=6)
+    cb.set_ticks([-scale, 0, scale] if signed else [0, scale])
+    cb.ax.set_yticklabels([f"{t:+.2g}" if signed and t else f"{t:.2g}" for t in cb.get_ticks()])
+    return cb
+
+
+def attribution_figure(x: torch.Tensor, attribution: torch.Tensor, *, title: str = "", reduce: str = "auto",
+                       percentile: float = 99.0, sample: int = 0, size: float = 3.2) -> Image.Image:
+    """One sample's map with a title and a colour bar stating its scale: signed maps diverging
+    around 0 (red +, blue −), clipped at ±the ``percentile`` of |a|; non-negative ones 0 → that value.
+    The drawn texts are in ``info["texts"]``.
+
+    >>> x = torch.rand(1, 1, 8, 8)
+    >>> img = attribution_figure(x, x - 0.5, title="grad-x-input")
+    >>> img.info["texts"][0], "diverging" in img.info["texts"][1]
+    ('grad-x-input', True)
+    """
+    _check(x, attribution)
+    m = reduce_channels(attribution[sample:sample + 1], reduce)[0].double().cpu().numpy()
+    rgb, signed, scale = map_rgb(x[sample], m, percentile)
+    fig, ax = plt.subplots(figsize=(size + 0.9, size + 0.6))
+    ax.imshow(rgb, interpolation="nearest" if rgb.shape[0] < 64 else "antialiased")
+    ax.axis("off")
+    scale_text = (f"diverging: red +, blue −, clipped at ±{scale:.3g} ({percentile:g}th pct of |a|)" if signed
+                  else f"0 → {scale:.3g} ({percentile:g}th pct of |a|)")
+    ax.set_title("\n".join(textwrap.wrap(title, 52)), fontsize=9)
+    _colorbar(fig, ax, signed, scale).set_label(scale_text, fontsize=6)
+    fig.tight_layout()
+    img = figure_to_image(fig, dpi=100)
+    img.info["texts"] = [title, scale_text]
+    return img
+
+
 def panel(x: torch.Tensor, attributions: Mapping[str, torch.Tensor] | Sequence[tuple[str, torch.Tensor]], *,
           reduce: str = "auto", percentile: float = 99.0, title: str = "", tile: float = 2.2,
-          label: str | None = "image") -> Image.Image:
-    """Several attributions side by side (one row per sample, the image first), with titles.
+          label: str | None = "image", max_cols: int = 6) -> Image.Image:
+    """Several attributions (the image first), each with its title and a colour bar stating its scale;
+    wrapped into a grid of at most ``max_cols`` columns (near-square beyond), one block per sample.
+    Signed maps are diverging around 0 (see :func:`map_rgb`). The drawn texts are in ``info["texts"]``.
 
     >>> x = torch.rand(1, 3, 16, 16)
     >>> panel(x, {"a": x, "b": -x}).size[0] > panel(x, {"a": x}).size[0]
     True
+    >>> img = panel(x, {f"m{i}": x - 0.5 for i in range(20)})
+    >>> img.size[0] <= 2500, "m19" in img.info["texts"]
+    (True, True)
     """
     items = list(attributions.items()) if isinstance(attributions, Mapping) else list(attributions)
     if not items:
         raise ValueError("panel needs at least one (title, attribution) pair")
     for _, a in items:
         _check(x, a)
-    n, cols = x.shape[0], len(items) + (1 if label else 0)
-    fig, axes = plt.subplots(n, cols, figsize=(tile * cols, tile * n + (0.4 if title else 0)), squeeze=False)
-    for i in range(n):
-        col = 0
-        if label:
-            axes[i, 0].imshow(_image_np(x[i]))
-            axes[i, 0].set_title(label if i == 0 else "", fontsize=9)
-            col = 1
-        for j, (name, a) in enumerate(items):
-            m = reduce_channels(a[i:i + 1], reduce)[0].cpu().numpy()
-            axes[i, col + j].imshow(_blend(x[i], m, 0.85, percentile, None))
-            axes[i, col + j].set_title(name if i == 0 else "", fontsize=9)
+    n, count = x.shape[0], len(items) + (1 if label else 0)
+    rows, cols = grid_shape(count, max_cols)
+    fig, axes = plt.subplots(n * rows, cols, figsize=((tile + 0.45) * cols, (tile + 0.3) * n * rows + (0.4 if title else 0)),
+                             squeeze=False)
+    texts = [title] if title else []
     for ax in axes.flat:
         ax.axis("off")
+    for i in range(n):
+        cells = iter(axes[i * rows:(i + 1) * rows].flat)
+        if label:
+            ax = next(cells)
+            ax.imshow(_image_np(x[i]), interpolation="nearest" if x.shape[-1] < 64 else "antialiased")
+            ax.set_title(label if i == 0 else "", fontsize=9)
+        for name, a in items:
+            ax = next(cells)
+            m = reduce_channels(a[i:i + 1], reduce)[0].double().cpu().numpy()
+            rgb, signed, scale = map_rgb(x[i], m, percentile)
+            ax.imshow(rgb, interpolation="nearest" if rgb.shape[0] < 64 else "antialiased")
+            ax.set_title(name if i == 0 else "", fontsize=9)
+            _colorbar(fig, ax, signed, scale)
+            texts.append(name)
     if title:
         fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    return figure_to_image(fig, dpi=80)
+    note = f"signed maps: red +, blue −, white 0, scale ±{percentile:g}th pct of |a|; non-negative: 0 → {percentile:g}th pct"
+    fig.text(0.5, 0.005, note, ha="center", va="bottom", fontsize=7, color="0.3")
+    fig.tight_layout(rect=(0, 0.03, 1, 1))
+    img = figure_to_image(fig, dpi=80)
+    img.info["texts"] = texts + [note]
+    return img

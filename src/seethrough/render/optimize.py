@@ -62,7 +62,7 @@ def figure_to_image(fig, dpi: int = 100) -> Image.Image:
 
 
 def trace_plot(trace: torch.Tensor, labels: Sequence[str] | None = None, *, ylabel: str = "objective",
-               title: str = ""):
+               title: str = "") -> "Figure":
     """Objective per step (one line per image of ``trace`` ``(N, steps)``) as a matplotlib figure.
 
     >>> import torch

@@ -12,7 +12,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 
-def histogram_plot(stats: Mapping[str, object], *, title: str = ""):
+def histogram_plot(stats: Mapping[str, object], *, title: str = "") -> "Figure":
     """Activation histograms of :func:`seethrough.layer_stats` results, one panel per layer,
     with dead-unit fraction and sparsity in each panel's title (symmetric-log value axis).
 
@@ -38,7 +38,7 @@ def histogram_plot(stats: Mapping[str, object], *, title: str = ""):
     return fig
 
 
-def sparsity_plot(curves: Mapping[str, torch.Tensor], *, title: str = "Sparsity during training"):
+def sparsity_plot(curves: Mapping[str, torch.Tensor], *, title: str = "Sparsity during training") -> "Figure":
     """Sparsity per layer (fraction of zero activations) against the epoch; epoch 0 is the initialisation.
 
     >>> sparsity_plot({"relu1": torch.tensor([0.5, 0.6])}).axes[0].get_xlabel()
@@ -57,7 +57,7 @@ def sparsity_plot(curves: Mapping[str, torch.Tensor], *, title: str = "Sparsity 
     return fig
 
 
-def weight_health_plot(health: Sequence[object], *, title: str = ""):
+def weight_health_plot(health: Sequence[object], *, title: str = "") -> "Figure":
     """Per layer: RMS weight and the high-frequency energy of its conv filters (≈0.8 is white noise).
 
     >>> from seethrough.inspect.weights import weight_health
@@ -87,7 +87,7 @@ def weight_health_plot(health: Sequence[object], *, title: str = ""):
     return fig
 
 
-def importance_plot(result, *, top: int | None = None, title: str = "Feature importance |w|"):
+def importance_plot(result, *, top: int | None = None, title: str = "Feature importance |w|") -> "Figure":
     """A sorted bar chart of a :func:`seethrough.inspect.linear.linear_importance` result,
     coloured by the weight's sign.
 

@@ -160,7 +160,7 @@ def dissection_plot(dissection, *, title: str = "") -> Image.Image:
     >>> dissection_plot(d).mode
     'RGB'
     """
-    frame = dissection.summary()
+    frame = dissection.label_counts()
     cats = list(dict.fromkeys(frame["category"]))
     layers = list(dict.fromkeys(frame["layer"]))
     fig, ax = plt.subplots(figsize=(1.6 + 1.3 * len(layers) * max(1, len(cats)) / 3, 3.0))

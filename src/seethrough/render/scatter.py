@@ -36,7 +36,7 @@ def scatter(
     size: float = 6.0,
     zoom: float = 1.0,
     legend: bool = True,
-):
+) -> "Figure":
     """Draw ``(N, 2)`` coordinates coloured by ``labels``; with ``thumbnails`` ``(N, C, h, w)``
     in [0, 1] each point is drawn as its picture, framed in its class colour. Returns the
     matplotlib figure (``ax``'s when given).
@@ -93,7 +93,7 @@ def _thumbnails(ax, xy: np.ndarray, thumbs: torch.Tensor, y, colors, zoom: float
 
 
 def scatter_grid(panels: Sequence[tuple[str, object]], labels=None, *, classes=None, ncols: int | None = None,
-                 size: float = 3.0, point: float = 4.0, suptitle: str = ""):
+                 size: float = 3.0, point: float = 4.0, suptitle: str = "") -> "Figure":
     """Several ``(title, coords)`` panels side by side, sharing one colouring and one legend.
 
     >>> fig = scatter_grid([("a", torch.randn(9, 2)), ("b", torch.randn(9, 2))], torch.arange(9) % 2)
@@ -115,7 +115,7 @@ def scatter_grid(panels: Sequence[tuple[str, object]], labels=None, *, classes=N
     return fig
 
 
-def embedding(result, layers: Sequence[str] | None = None, *, ncols: int | None = None, size: float = 3.0, point: float = 4.0):
+def embedding(result, layers: Sequence[str] | None = None, *, ncols: int | None = None, size: float = 3.0, point: float = 4.0) -> "Figure":
     """The course's figure from a :class:`seethrough.embed.Embedding`: one panel per layer,
     titled with the layer's width and its k-NN class-separation scores.
 

@@ -80,7 +80,7 @@ def waterfall_steps(values, base: float, *, top: int | None = 10, names: Sequenc
 
 
 def waterfall(values, row=None, names: Sequence[str] | None = None, *, base: float, top: int | None = 10,
-              title: str = "", base_label: str = "E[f(X)]", score_label: str = "f(x)"):
+              title: str = "", base_label: str = "E[f(X)]", score_label: str = "f(x)") -> "Figure":
     """A shap-style waterfall of one row's contributions: from ``base`` at the bottom to ``base + sum`` at the top.
 
     Each bar is labelled with the feature's name and, given ``row``, its value; the dashed
@@ -110,7 +110,7 @@ def waterfall(values, row=None, names: Sequence[str] | None = None, *, base: flo
 
 
 def feature_bars(values, row=None, names: Sequence[str] | None = None, *, top: int | None = 10, title: str = "",
-                 xlabel: str = "attribution"):
+                 xlabel: str = "attribution") -> "Figure":
     """One row's signed attributions as bars, the ``top`` largest |values| first.
 
     >>> fig = feature_bars(torch.tensor([0.5, -2.0, 0.25]), names=["a", "b", "c"], top=2)
@@ -135,7 +135,7 @@ def feature_bars(values, row=None, names: Sequence[str] | None = None, *, top: i
 
 
 def importance_bars(importances: Mapping[str, object], names: Sequence[str] | None = None, *, top: int | None = 15,
-                    order_by: str | None = None, title: str = ""):
+                    order_by: str | None = None, title: str = "") -> "Figure":
     """Global importance of several methods side by side, each scaled to its own maximum (scales differ).
 
     Features are ordered by ``order_by`` (default: the first method), the ``top`` first.
@@ -171,7 +171,7 @@ def importance_bars(importances: Mapping[str, object], names: Sequence[str] | No
     return fig
 
 
-def rank_heatmap(matrix, labels: Sequence[str], *, title: str = "", value: str = "Spearman ρ"):
+def rank_heatmap(matrix, labels: Sequence[str], *, title: str = "", value: str = "Spearman ρ") -> "Figure":
     """A method × method agreement matrix (values in [-1, 1]) with each cell's number written in it.
 
     >>> fig = rank_heatmap(torch.tensor([[1.0, 0.5], [0.5, 1.0]]), ["a", "b"])
@@ -212,7 +212,7 @@ def _swarm(x: np.ndarray, bins: int = 60, width: float = 0.4) -> np.ndarray:
 
 
 def summary_plot(attributions, rows, names: Sequence[str] | None = None, *, top: int | None = None, title: str = "",
-                 xlabel: str = "attribution"):
+                 xlabel: str = "attribution") -> "Figure":
     """A shap-style summary (beeswarm): one dot per (row, feature), x its attribution, colour the feature's value.
 
     Features are sorted by mean |attribution|, the ``top`` first (all by default). Colours run

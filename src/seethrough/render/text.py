@@ -32,7 +32,7 @@ def _maps(att: torch.Tensor, tokens: Sequence[str]) -> np.ndarray:
     return a
 
 
-def head_view(att: torch.Tensor, tokens: Sequence[str], layer: int = 0, head: int | None = None, *, title: str = ""):
+def head_view(att: torch.Tensor, tokens: Sequence[str], layer: int = 0, head: int | None = None, *, title: str = "") -> "Figure":
     """bertviz's head view as a figure: queries on the left, keys on the right, a line per pair as dark as its weight.
 
     ``head=None`` averages the layer's heads.
@@ -62,7 +62,7 @@ def head_view(att: torch.Tensor, tokens: Sequence[str], layer: int = 0, head: in
     return fig
 
 
-def model_view(att: torch.Tensor, tokens: Sequence[str], *, title: str = ""):
+def model_view(att: torch.Tensor, tokens: Sequence[str], *, title: str = "") -> "Figure":
     """bertviz's model view as a figure: one small attention heatmap per layer (rows) and head (columns).
 
     >>> model_view(torch.full((2, 3, 4, 4), 0.25), list("abcd")).axes[0].get_images()[0].get_array().shape
@@ -210,7 +210,7 @@ def tokens_image(tokens: Sequence[str], scores: torch.Tensor | Sequence[float], 
 
 
 def probe_plot(accuracy: Mapping[str, torch.Tensor], control: Mapping[str, torch.Tensor] | None = None, *,
-               majority: Mapping[str, float] | None = None, title: str = "Probing accuracy by layer"):
+               majority: Mapping[str, float] | None = None, title: str = "Probing accuracy by layer") -> "Figure":
     """Accuracy by layer (0 = embeddings) per task, solid; its control task dashed in the same colour.
 
     >>> probe_plot({"tense": torch.tensor([0.5, 0.9])}).axes[0].get_xlabel()
@@ -235,7 +235,7 @@ def probe_plot(accuracy: Mapping[str, torch.Tensor], control: Mapping[str, torch
 
 
 def projection_bars(words: Sequence[str], before: torch.Tensor, after: torch.Tensor | None = None, *,
-                    title: str = "Projection on the gender direction"):
+                    title: str = "Projection on the gender direction") -> "Figure":
     """Horizontal bars of each word's cosine with the direction (positive: the male side), and after neutralising.
 
     >>> len(projection_bars(["nurse", "pilot"], torch.tensor([-0.2, 0.1])).axes)

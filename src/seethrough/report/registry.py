@@ -54,13 +54,16 @@ class Section:
     title: str
     order: int
     build: Callable[["Context"], list[Block]]
+    #: "zoo": built on the bundled models (skipped, with that reason, in a report for ``--model``);
+    #: "user": built on the user's model (``ctx.user``), only in a report for ``--model``
+    models: str = "zoo"
 
 
 SECTIONS: dict[str, Section] = {}
 
 
-def section(key: str, title: str, order: int = 100) -> Callable:
-    """Register ``fn(ctx) -> list[Block]`` as the report section ``key``.
+def section(key: str, title: str, order: int = 100, models: str = "zoo") -> Callable:
+    """Register ``fn(ctx) -> list[Block]`` as the report section ``key`` (``models``: see :class:`Section`).
 
     >>> @section("doc-example", "Example", order=999)
     ... def _example(ctx):
@@ -70,10 +73,29 @@ def section(key: str, title: str, order: int = 100) -> Callable:
     """
 
     def register(fn: Callable[[Context], list[Block]]) -> Callable:
-        SECTIONS[key] = Section(key, title, order, fn)
+        if models not in ("zoo", "user"):
+            raise ValueError(f"section {key!r}: models must be 'zoo' or 'user', got {models!r}")
+        SECTIONS[key] = Section(key, title, order, fn, models)
         return fn
 
     return register
+
+
+def _specs() -> dict:
+    """The sections as catalog entries (:mod:`seethrough.catalog`), in report order."""
+    from ..spec import Spec
+
+    return {s.key: Spec(s.key, "report", s.build, "", ("image",), (), "list[Block]", s.title, {"order": s.order})
+            for s in sorted(SECTIONS.values(), key=lambda s: s.order)}
+
+
+def _register_family() -> None:
+    from ..catalog import register_family
+
+    register_family("report", _specs)
+
+
+_register_family()
 
 
 class Stopwatch:
@@ -109,6 +131,8 @@ class Context:
     seed: int = 0
     progress: bool = False
     scan: Any = None  # a stored scan (see.scan.load), read by the "scan" section instead of a pass over data
+    user: Any = None  # the user's model (a seethrough.loading.LoadedModel) of `seethrough report --model`
+    user_images: Any = None  # a folder of images for the user's model (default: the bundled photos)
     _models: dict[str, tuple[nn.Module, Callable]] = field(default_factory=dict, repr=False)
 
     def model(self, name: str) -> tuple[nn.Module, Callable]:

@@ -34,6 +34,7 @@ from torch import nn
 
 from ..attribution import set_trust_badge
 from ..layers import resolve_layer
+from ..results import ResultProtocol, call_options
 from .common import explain_seeded, fixed_target
 from .randomization import layer_seed, parameterised_layers, randomize_layer
 from .similarity import similarity
@@ -48,7 +49,7 @@ MIN_RANGE = 0.1  # below this drop of the class probability, deletion and insert
 
 
 @dataclass
-class TrustBadge:
+class TrustBadge(ResultProtocol):
     """Per-sample ``(N,)`` tensors: ``randomized_top`` (mean ρ over the top-layer draws; NaN: undefined),
     deletion and insertion AUCs, their random-ranking references and ``deletion_lerf`` (deletion in the
     least-relevant-first order, what deletion is judged against); ``reference`` the name of the image
@@ -66,6 +67,8 @@ class TrustBadge:
     deletion_lerf: torch.Tensor | None = None
     p_image: torch.Tensor | None = None
     p_reference: torch.Tensor | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+    seed: int | None = None  # the seed in effect for the random top layers and rankings
 
     def to_frame(self):
         import pandas as pd
@@ -193,6 +196,7 @@ def trust_badge(model: nn.Module, x: torch.Tensor, method: Any, target: Any = No
     >>> badge.verdict[0].split(":")[0] in ("passes", "caution")
     True
     """
+    call = call_options(locals(), "model", "x", "attribution")  # first: before the imports add locals
     from ..metrics import deletion, insertion
     from ..metrics.curves import auc, curve_metric
 
@@ -223,8 +227,8 @@ def trust_badge(model: nn.Module, x: torch.Tensor, method: Any, target: Any = No
     i = insertion(model, x, attribution, target, start=ref, **opts)
     words = [verdict(float(rho[k]), float(d.score[k]), float(lerf.score[k]), float(i.score[k]),
                      float(i.random_score[k]), informative=bool(p_x[k] - p_ref[k] >= MIN_RANGE)) for k in range(len(x))]
-    return TrustBadge(top or "(the model)", rho.float(), d.score, d.random_score, i.score, i.random_score, words,
-                      names, lerf.score, p_x, p_ref)
+    return TrustBadge(top or "(the model)", rho.to(d.score.dtype), d.score, d.random_score, i.score, i.random_score, words,
+                      names, lerf.score, p_x, p_ref, options=call, seed=seed)
 
 
 # attribute(..., trust=True) calls the badge through this hook: attribution sits below sanity and

@@ -12,12 +12,13 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
+from ..results import ResultProtocol, call_options
 from .common import Explainer, explain, fixed_target, score_maps
 from .similarity import METRICS, _check_metric, sobel
 
 
 @dataclass
-class DataRandomization:
+class DataRandomization(ResultProtocol):
     """``scores[m, i]``: similarity of the twin's map to the model's (metric ``metrics[m]``, sample ``i``);
     ``edge[m, i]``: the same for the Sobel edge map of the input."""
 
@@ -28,6 +29,12 @@ class DataRandomization:
     original: torch.Tensor
     randomized: torch.Tensor
     x: torch.Tensor = field(repr=False)
+    options: dict[str, Any] = field(default_factory=dict)
+    seed: int | None = None  # the comparison draws nothing at random (a random method's own seed is in options)
+
+    def summary(self) -> str:
+        return (f"{self.method} on the model vs its permuted-label twin, {self.scores.shape[1]} samples: mean "
+                f"{self.metrics[0]} {float(self.scores[0].nanmean()):.3f} (edge detector {float(self.edge[0].nanmean()):.3f})")
 
     def to_frame(self):
         import pandas as pd
@@ -52,6 +59,7 @@ def data_randomization(model: nn.Module, random_label_model: nn.Module, x: torch
     >>> tuple(r.scores.shape)
     (1, 3)
     """
+    opts = call_options(locals(), "model", "random_label_model", "x")
     for name, m in (("model", model), ("random_label_model", random_label_model)):
         if not isinstance(m, nn.Module):
             raise TypeError(f"{name} must be a torch.nn.Module, got {type(m).__name__}")
@@ -68,4 +76,5 @@ def data_randomization(model: nn.Module, random_label_model: nn.Module, x: torch
                          "the two models must share the input and output shapes")
     name = method if isinstance(method, str) else getattr(method, "__name__", "custom")
     return DataRandomization(name, metrics, score_maps(original, randomized, metrics),
-                             score_maps(original, sobel(x), metrics), original, randomized, x.detach())
+                             score_maps(original, sobel(x), metrics), original, randomized, x.detach(),
+                             options=opts, seed=method_options.get("seed"))

@@ -31,6 +31,7 @@ from ..boundary import Boundary, as_boundary
 from ..hooks import hooks
 from ..layers import resolve_layer
 from ..progress import bar as progress_bar
+from ..results import ResultProtocol, call_options
 from .common import Explainer, explain, fixed_target, score_maps
 from .similarity import METRICS, _check_metric, sobel
 
@@ -81,7 +82,7 @@ def layer_seed(seed: int, index: int) -> int:
 
 
 @dataclass
-class SanityResult:
+class SanityResult(ResultProtocol):
     """Similarity of the explanation after each randomisation step to the original one.
 
     ``scores[l, m, i]``: step ``l`` (layer ``layers[l]``), metric ``metrics[m]``, sample ``i``;
@@ -98,6 +99,14 @@ class SanityResult:
     original: torch.Tensor
     maps: torch.Tensor
     x: torch.Tensor = field(repr=False)
+    options: dict[str, Any] = field(default_factory=dict)
+    seed: int | None = None
+
+    def summary(self) -> str:
+        m = "spearman_abs" if "spearman_abs" in self.metrics else self.metrics[0]
+        last = self.mean(m)[-1] if len(self.layers) else float("nan")
+        return (f"{self.method} {self.mode} randomization of {len(self.layers)} layers on {self.scores.shape[2]} samples: "
+                f"mean {m} {float(last):.3f} after the last step (edge detector {float(self.edge[self.metrics.index(m)].nanmean()):.3f})")
 
     def to_frame(self):
         """One row per step × metric × sample (plus the edge-detector rows, step ``"edge"``)."""
@@ -158,12 +167,14 @@ def randomization(model: nn.Module, x: torch.Tensor, method: Explainer = "salien
         raise ValueError("metrics must name at least one of " + ", ".join(METRICS))
     for m in metrics:
         _check_metric(m)
+    opts = call_options(locals(), "model", "x", "m")
     if isinstance(model, Boundary) or (isinstance(model, nn.Module) and isinstance(x, torch.Tensor) and x.dim() == 2):
         b = as_boundary(model, x)
         if b.kind in ("tabular", "tokens"):  # rows and sequences: a copy of the boundary on the copied model
-            return _randomization_positions(b, x, method, target, mode, layers,
-                                            ("spearman", "spearman_abs") if metrics == METRICS else metrics, seed,
-                                            progress, method_options)
+            r = _randomization_positions(b, x, method, target, mode, layers,
+                                         ("spearman", "spearman_abs") if metrics == METRICS else metrics, seed,
+                                         progress, method_options)
+            return replace(r, options=opts, seed=seed)
         model = b.model
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -186,7 +197,8 @@ def randomization(model: nn.Module, x: torch.Tensor, method: Explainer = "salien
         scores.append(score_maps(original, m, metrics))
     edge = score_maps(original, sobel(x), metrics)
     name = method if isinstance(method, str) else getattr(method, "__name__", "custom")
-    return SanityResult(name, mode, steps, metrics, torch.stack(scores), edge, original, torch.stack(maps), x.detach())
+    return SanityResult(name, mode, steps, metrics, torch.stack(scores), edge, original, torch.stack(maps), x.detach(),
+                        options=opts, seed=seed)
 
 
 def _randomization_positions(b: Boundary, x: torch.Tensor, method: Explainer, target: Any, mode: str,

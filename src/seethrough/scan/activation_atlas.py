@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..results import ResultProtocol
 from .accumulators import _Base, example_keys, register, units_view
 
 
@@ -88,7 +89,7 @@ class Positions(_Base):
 
 
 @dataclass
-class ActivationAtlas:
+class ActivationAtlas(ResultProtocol):
     """``layout (m, 2)`` in [0, 1]² of the ``m`` samples (``ids``, ``labels``, ``predicted``);
     per kept cell: ``cells (M, 2)`` (row from the top, col), ``counts (M,)``, ``means (M, U)``,
     ``images (M, C, H, W)`` and the optimisation's ``trace (M, steps)``; ``cls``: the predicted class the atlas is filtered to (None: all)."""
@@ -106,6 +107,23 @@ class ActivationAtlas:
     trace: torch.Tensor | None = None  # (M, steps): each cell's objective during the optimisation
     cls: int | None = None
     settings: dict[str, Any] = field(default_factory=dict)
+    seed: int | None = None
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """The result protocol's name for ``settings`` (the same dict)."""
+        return self.settings
+
+    def summary(self) -> str:
+        return (f"activation atlas of {self.layer}: {len(self.layout)} samples on a {self.grid}×{self.grid} grid, "
+                f"{len(self.cells)} cells kept")
+
+    def to_frame(self):
+        """One row per kept cell: its row, column and sample count."""
+        import pandas as pd
+
+        return pd.DataFrame({"cell": range(len(self.cells)), "row": self.cells[:, 0].tolist(),
+                             "col": self.cells[:, 1].tolist(), "count": self.counts.tolist()})
 
     def image(self, cell: int = 64, counts: bool = False):
         """The atlas as one PIL image (``grid·cell`` px square)."""
@@ -210,4 +228,4 @@ def activation_atlas(model: nn.Module, scan_result, layer: str, *, grid: int = 2
                 "samples": int(keep.sum()), "filter": "all images" if cls is None else f"images predicted as class {cls}",
                 "objective": "direction (mean activation of the cell)"}
     return ActivationAtlas(layer, grid, xy.float(), ids, torch.from_numpy(s.labels), predicted, cells, counts[chosen],
-                           means, v.x.detach(), v.trace.detach(), None if cls is None else int(cls), settings)
+                           means, v.x.detach(), v.trace.detach(), None if cls is None else int(cls), settings, seed=seed)

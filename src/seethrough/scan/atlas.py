@@ -105,7 +105,7 @@ def _examples(res, layer: str, units: Sequence[int], model: nn.Module | None):
 
         w = int(top.shape[-1])
         rc = np.stack([positions // w, positions % w], -1).reshape(-1, 2)
-        boxes = receptive_field(model, layer, sample, torch.from_numpy(rc.clip(0)))
+        boxes = receptive_field(model, sample, layer, torch.from_numpy(rc.clip(0)))
         stacked = torch.stack([xs[int(i)] if i >= 0 else torch.zeros_like(sample[0]) for i in ids.reshape(-1)])
         cut = crops(stacked, boxes)
         pics = cut.view(len(units), k, *cut.shape[1:])
@@ -253,12 +253,12 @@ def unit_page_data(scan_result, layer: str, unit: int, model: nn.Module | None =
 
 def write_atlas(scan_result, model: nn.Module | None = None, out: str | Path | None = None, *,
                 layers: Sequence[str] | None = None, units_per_layer: int | None = None, steps: int = VIS_STEPS,
-                dissection=None, visualize: bool = True) -> Path:
+                dissection=None, visualize: bool = True, seed: int = 0) -> Path:
     """Write the static atlas: ``out/index.html``, ``out/<layer>.html`` (a grid of units) and
     ``out/<layer>/<unit>.html``, with PNGs beside them; self-contained (no network). ``out``
     defaults to ``atlas/`` in the scan folder. ``units_per_layer``: only the first N units of each layer;
-    ``visualize=False``: no feature visualisations (the model then only traces receptive fields).
-    Returns the index page's path. On the command line: ``seethrough atlas SCAN``.
+    ``visualize=False``: no feature visualisations (the model then only traces receptive fields);
+    ``seed``: the visualisations' random start. Returns the index page's path. On the command line: ``seethrough atlas SCAN``.
 
     >>> import seethrough as see, tempfile
     >>> from seethrough.scan.atlas import write_atlas
@@ -280,5 +280,5 @@ def write_atlas(scan_result, model: nn.Module | None = None, out: str | Path | N
         n = _n_units(scan_result, layer)
         keep = range(n if units_per_layer is None else min(n, units_per_layer))
         records[layer] = unit_records(scan_result, layer, list(keep), model, visualize=visualize and model is not None, steps=steps,
-                               dissection=dissection)
+                               dissection=dissection, seed=seed)
     return atlas_pages(records, Path(out), title=f"{scan_result.n_seen} examples · model {scan_result.model_hash[:12]}")

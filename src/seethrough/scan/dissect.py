@@ -17,11 +17,12 @@ import torch
 from torch import nn
 
 from . import iou as _iou  # noqa: F401 - registers the "tail" and "iou" accumulators
+from ..results import ResultProtocol
 from .concepts import Probe
 
 
 @dataclass
-class Dissection:
+class Dissection(ResultProtocol):
     """``iou[layer]``: ``(U, K)`` float64 IoU of each unit with each of ``concepts``
     (``categories[c]`` their category); ``thresholds[layer]``: ``(U,)`` the per-unit ``T_k``.
     A unit is labelled when its best IoU reaches ``iou_threshold``."""
@@ -35,6 +36,12 @@ class Dissection:
     quantile: float = 0.005
     settings: dict[str, Any] = field(default_factory=dict)
     scan: Any = None  # pass 1's ScanResult over the probe (with any extra accumulators asked for)
+    seed: int | None = None  # dissection draws nothing at random
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """The result protocol's name for ``settings`` (the same dict)."""
+        return self.settings
 
     def best(self, layer: str) -> tuple[torch.Tensor, torch.Tensor]:
         """``(concept index (U,), IoU (U,))`` of each unit's best concept (the first on ties)."""
@@ -70,8 +77,14 @@ class Dissection:
                              "iou": v, "threshold": float(self.thresholds[layer][u]), "labelled": v >= self.iou_threshold})
         return pd.DataFrame(rows)
 
-    def summary(self):
-        """The paper's summary: per layer and category, the labelled units and the unique concepts among them."""
+    def summary(self) -> str:
+        """One line: labelled units per layer (the table is :meth:`label_counts`)."""
+        return "network dissection: " + "; ".join(
+            f"{layer} {int(self.labelled(layer).sum())} of {len(self.iou[layer])} units labelled" for layer in self.layers)
+
+    def label_counts(self):
+        """The paper's summary: per layer and category, the labelled units and the unique concepts among them
+        (``summary()`` before issue 19)."""
         import pandas as pd
 
         rows = []

@@ -25,6 +25,7 @@ from ..batching import bytes_per_item, check_batch_size, run_batched
 from ..hooks import hooks
 from ..layers import resolve_layers
 from ..progress import report
+from ..results import ResultProtocol
 from . import store
 from .accumulators import Accumulator, make
 from .sources import Source, source as as_source
@@ -120,7 +121,7 @@ def run_chunk(model: nn.Module, src: Source, plan: Plan, cid: int) -> ChunkResul
 
 
 @dataclass
-class ScanResult:
+class ScanResult(ResultProtocol):
     """The merged accumulators of a scan: ``res[layer, "topk"]``, with counts.
 
     ``n``: examples in the source; ``n_seen``: examples that went through the model;
@@ -145,6 +146,37 @@ class ScanResult:
     resumed: int = 0
     workers_lost: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    options: dict[str, Any] = field(default_factory=dict)
+    seed: int | None = None
+    _transient = ("source",)  # the data source is live (a folder reader, a loader): a loaded result has None
+
+    def summary(self) -> str:
+        state = "complete" if self.complete else f"partial ({self.finished} of {self.n_chunks} chunks)"
+        accs = sorted({a for _, a in self.accumulators})
+        return (f"scan of {self.n_seen} of {self.n} examples at {', '.join(self.layers)} ({', '.join(accs)}), {state}; "
+                f"{len(self.skipped)} skipped")
+
+    def to_frame(self):
+        """One row per (layer, accumulator)."""
+        import pandas as pd
+
+        return pd.DataFrame([{"layer": layer, "accumulator": name, "examples": self.n_seen, "complete": self.complete}
+                             for layer, name in self.accumulators] or [{"layer": "", "accumulator": "",
+                                                                        "examples": self.n_seen, "complete": self.complete}])
+
+    def _state(self) -> dict[str, Any]:
+        # Accumulators are stored by their own state() (arrays and names), as the scan store does.
+        state = super()._state()
+        state["accumulators"] = {k: acc.state() for k, acc in self.accumulators.items()}
+        return state
+
+    @classmethod
+    def _restore(cls, values: dict[str, Any]) -> "ScanResult":
+        from .accumulators import from_state
+
+        obj = super()._restore(values)
+        obj.accumulators = {k: from_state(s) for k, s in obj.accumulators.items()}
+        return obj
 
     @property
     def complete(self) -> bool:
@@ -270,7 +302,9 @@ def scan(model: Any, data: Any, layers: str | Sequence[str], accumulators: Seque
                 "layers": names, "accumulators": [[a, o] for a, o in specs], "chunk_size": chunk_size,
                 "n_chunks": plan.n_chunks, "batch_size": batch_size, "seed": seed}
     res = ScanResult(names, plan.fresh(), n, 0, [], src, model_hash, src.identity, plan.n_chunks, 0,
-                     input_shape, src.classes, Path(out) if out is not None else None)
+                     input_shape, src.classes, Path(out) if out is not None else None,
+                     options={"accumulators": [[a, o] for a, o in specs], "chunk_size": chunk_size,
+                              "batch_size": batch_size, "engine": engine}, seed=seed)
     done: list[int] = []
     if out is not None:
         stored = store.read_manifest(out)
@@ -373,4 +407,6 @@ def load(folder: str | Path, data: Any = None) -> ScanResult:
     return ScanResult(list(m["layers"]), accs, m["data"]["n"], m["n_seen"], [tuple(s) for s in m["skipped"]], src,
                       m["model"]["hash"], m["data"]["identity"], m["n_chunks"], len(m["finished"]),
                       tuple(m["data"].get("input_shape", ())), m["data"].get("classes"), Path(folder),
-                      resumed=len(m["finished"]), workers_lost=list(m.get("workers_lost", [])))
+                      resumed=len(m["finished"]), workers_lost=list(m.get("workers_lost", [])),
+                      options={"accumulators": m.get("accumulators", []), "chunk_size": m.get("chunk_size"),
+                               "batch_size": m.get("batch_size")}, seed=m.get("seed"))

@@ -20,6 +20,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..deprecation import renamed
+from ..results import ResultProtocol, call_options
+
 METRICS = ("deletion", "insertion")
 
 
@@ -36,13 +39,14 @@ class Job:
     batch: int
     chunk_size: int
     n: int
+    per_method: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...] = ()  # each method's own options
 
     def chunk(self, cid: int) -> tuple[int, int]:
         return cid * self.chunk_size, min((cid + 1) * self.chunk_size, self.n)
 
 
 @dataclass
-class FolderExplanation:
+class FolderExplanation(ResultProtocol):
     """``table``: one row per (image, method) - the CSV written to ``csv``; ``skipped``: ``(name, reason)``."""
 
     table: Any
@@ -50,6 +54,16 @@ class FolderExplanation:
     csv: Path
     skipped: list[tuple[str, str]] = field(default_factory=list)
     seconds: float = 0.0
+    options: dict[str, Any] = field(default_factory=dict)
+    seed: int | None = None
+
+    def summary(self) -> str:
+        return (f"{len(self.table)} explanations ({self.table['method'].nunique() if len(self.table) else 0} methods) "
+                f"written to {self.out}; {len(self.skipped)} images skipped")
+
+    def to_frame(self):
+        """The table itself: one row per (image, method)."""
+        return self.table
 
 
 def _parse_methods(method: str | Sequence[str]) -> tuple[str, ...]:
@@ -85,6 +99,7 @@ def explain_chunk(model: nn.Module, src, job: Job, cid: int) -> dict[str, Any]:
         target = pred if job.target is None else torch.full_like(pred, job.target)
         for name in job.methods:
             options = {k: v for k, v in opts.items() if k != "layer" or METHODS[name].family == "cam"}
+            options.update(dict(dict(job.per_method).get(name, ())))
             amap = attribute(model, x, name, target=target, **options).detach()
             for j, i in enumerate(batch.ids.tolist()):
                 row = {"id": i, "name": src.name(i), "label": None if batch.labels[j] < 0 else int(batch.labels[j]),
@@ -136,27 +151,31 @@ def _run_dask(model: nn.Module, spec: Any, src, job: Job, n_chunks: int, done: C
 
 
 def _write(out: Path, name: str, method: str, x: np.ndarray, amap: np.ndarray) -> str:
-    from ..render import overlay
+    from ..render import for_display, overlay
 
     rel = Path("maps") / f"{name}.{method}"
     (out / rel).parent.mkdir(parents=True, exist_ok=True)
     np.save(out / f"{rel}.npy", amap.astype(np.float32))
-    overlay(torch.from_numpy(x)[None], torch.from_numpy(amap)[None]).save(out / f"{rel}.png")
+    overlay(torch.from_numpy(x)[None], for_display(method, torch.from_numpy(amap)[None])).save(out / f"{rel}.png")
     return f"{rel.as_posix()}.png"
 
 
+@renamed(batch="batch_size")
 def explain_folder(model: Any, folder: str | Path, method: str | Sequence[str], out: str | Path, *,
                    engine: str = "local", address: Any = None, workers: int = 2, target: int | None = None,
                    layer: str | None = None, steps: int = 16, n_random: int = 1, preprocess: Callable | None = None,
-                   labels: Sequence[str] | None = None, chunk_size: int | None = None, batch: int = 16,
-                   seed: int = 0, progress: bool = True) -> FolderExplanation:
+                   labels: Sequence[str] | None = None, chunk_size: int | None = None, batch_size: int = 16,
+                   seed: int = 0, method_options: dict[str, dict] | None = None,
+                   progress: bool = True) -> FolderExplanation:
     """Explain every image under ``folder`` with ``method`` (a name, ``"a,b"`` or a list) into ``out``.
 
     ``model``: an ``nn.Module``, a zoo name or ``module:factory`` (Dask workers then load it
     themselves); ``preprocess``: images → tensors (default: the zoo model's, else the 224-px centre
     crop); ``target``: the class explained (default: each image's predicted class); ``layer``: for
-    the CAM methods; ``steps``/``n_random``: the deletion/insertion curves (steps per curve, random
-    rankings averaged); ``engine``/``address``/``workers``: as :func:`seethrough.scan`.
+    the CAM methods; ``method_options``: each method's own options (``{"integrated-gradients": {"steps":
+    64}}``); ``steps``/``n_random``: the deletion/insertion curves (steps per curve, random
+    rankings averaged); ``batch_size``: images per forward pass; ``engine``/``address``/``workers``: as
+    :func:`seethrough.scan`.
 
     >>> import seethrough as see, tempfile
     >>> from pathlib import Path
@@ -169,6 +188,8 @@ def explain_folder(model: Any, folder: str | Path, method: str | Sequence[str], 
     >>> list(r.table["name"]), sorted(p.name for p in (d / "out" / "maps").iterdir())[:2]
     (['0.png', '1.png', '2.png'], ['0.png.saliency.npy', '0.png.saliency.png'])
     """
+    opts = call_options(locals(), "model", "preprocess")
+    opts["preprocess"] = None if preprocess is None else repr(preprocess)  # code, not data: kept readable
     from ..progress import bar as progress_bar
 
     from .engine import _resolve_model, default_chunk_size
@@ -178,7 +199,7 @@ def explain_folder(model: Any, folder: str | Path, method: str | Sequence[str], 
     if engine not in ("local", "dask"):
         raise ValueError(f"engine must be 'local' or 'dask', got {engine!r}")
     methods = _parse_methods(method)
-    for what, v, lo in (("steps", steps, 1), ("n_random", n_random, 0), ("batch", batch, 1)):
+    for what, v, lo in (("steps", steps, 1), ("n_random", n_random, 0), ("batch_size", batch_size, 1)):
         if isinstance(v, bool) or not isinstance(v, int) or v < lo:
             raise ValueError(f"{what} must be an int >= {lo}, got {v!r}")
     if target is not None and (isinstance(target, bool) or not isinstance(target, int) or target < 0):
@@ -197,7 +218,9 @@ def explain_folder(model: Any, folder: str | Path, method: str | Sequence[str], 
     src = FolderSource(folder, preprocess or prep)
     n = len(src)
     chunk_size = chunk_size or default_chunk_size(n)
-    job = Job(methods, (("layer", layer),) if layer else (), target, steps, n_random, seed, batch, chunk_size, n)
+    per_method = tuple((m, tuple(sorted((method_options or {}).get(m, {}).items()))) for m in methods)
+    job = Job(methods, (("layer", layer),) if layer else (), target, steps, n_random, seed, batch_size, chunk_size, n,
+              per_method)
     n_chunks = -(-n // chunk_size)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -233,4 +256,4 @@ def explain_folder(model: Any, folder: str | Path, method: str | Sequence[str], 
     table.to_csv(csv, index=False)
     if skipped:
         pd.DataFrame(sorted(skipped), columns=["name", "reason"]).to_csv(out / "skipped.csv", index=False)
-    return FolderExplanation(table, out, csv, sorted(skipped), time.perf_counter() - t0)
+    return FolderExplanation(table, out, csv, sorted(skipped), time.perf_counter() - t0, options=opts, seed=seed)

@@ -23,6 +23,8 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
+from ..deprecation import renamed
+
 
 @dataclass
 class Batch:
@@ -301,10 +303,11 @@ def _idx_raw(path: Path) -> Path:
     return raw
 
 
-def fashion_mnist(split: str = "test", size: int | None = 32, n: int | None = None) -> IdxSource:
+@renamed(n="n_samples")
+def fashion_mnist(split: str = "test", size: int | None = 32, n_samples: int | None = None) -> IdxSource:
     """Fashion-MNIST from Debian's ``dataset-fashion-mnist`` package (no network): 60,000 train or
     10,000 test 28×28 grey images, resized to ``size`` (32 fits lenet-digits; None keeps 28);
-    ``n``: the first ``n`` only.
+    ``n_samples``: the first ``n_samples`` only.
 
     >>> src = fashion_mnist("test")        
     >>> len(src), src[0][0].shape, src.classes[src[0][1]]
@@ -314,7 +317,7 @@ def fashion_mnist(split: str = "test", size: int | None = 32, n: int | None = No
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
     stem = "train" if split == "train" else "t10k"
     return IdxSource(FASHION_DIR / f"{stem}-images-idx3-ubyte.gz", FASHION_DIR / f"{stem}-labels-idx1-ubyte.gz",
-                     size=size, classes=FASHION_CLASSES, name=f"fashion-mnist:{split}", n=n)
+                     size=size, classes=FASHION_CLASSES, name=f"fashion-mnist:{split}", n=n_samples)
 
 
 def ai_benchmark_photos(preprocess: Callable | None = None) -> FolderSource:

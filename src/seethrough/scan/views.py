@@ -65,7 +65,7 @@ def topk_from_scan(scan: Any, model: torch.nn.Module | None, layer: str, unit: i
         if model is None:
             raise ValueError("receptive-field boxes need the model: pass it, or boxes=False")
         sample = torch.zeros(1, *res.input_shape)
-        found = receptive_field(model, layer, sample, positions.reshape(-1, 2)).reshape(*positions.shape[:2], 4)
+        found = receptive_field(model, sample, layer, positions.reshape(-1, 2)).reshape(*positions.shape[:2], 4)
     return TopK(layer, units, ids, values, positions, found)
 
 

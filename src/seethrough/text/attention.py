@@ -13,12 +13,13 @@
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import nn
 
+from ..results import ResultProtocol, records
 from ..boundary import Boundary, as_boundary
 from ..targets import Target, target_indices, target_scores
 from ..hooks import hooks
@@ -137,7 +138,7 @@ def token_relevance(r: torch.Tensor, attention_mask: torch.Tensor | None = None,
 
 
 @dataclass
-class HeadImportance:
+class HeadImportance(ResultProtocol):
     """Head importance ``(layers, heads)`` two ways, and the unmasked score they refer to.
 
     ``gradient``: Michel et al.'s proxy ``mean_x |∂S/∂ξ_h|`` at ξ = 1. ``signed``: ``mean_x ∂S/∂ξ_h``,
@@ -149,6 +150,8 @@ class HeadImportance:
     signed: torch.Tensor
     masked: torch.Tensor
     score: float
+    options: dict = field(default_factory=dict)
+    seed: int | None = None
 
 
 def _gate(gates: torch.Tensor, heads: int):
@@ -180,6 +183,7 @@ def gated_scores(b: Boundary, ids: torch.Tensor, rows: torch.Tensor, gates: torc
     return target_scores(out, target if classes is None else classes, score=score)
 
 
+@records("model", "x")
 def head_importance(model: nn.Module | Boundary, x: Tokens | torch.Tensor, target: Target = None, *,
                     attention_mask: torch.Tensor | None = None, score: str | None = None,
                     batch_size: int = 64, **how: Any) -> HeadImportance:

@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import itertools
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import torch
 from torch import nn
 
 from ..boundary import Boundary
+from ..results import ResultProtocol
 from .model import module_of
 
 DEFINITIONAL_PAIRS = (("he", "she"), ("his", "her"), ("man", "woman"), ("john", "mary"), ("himself", "herself"),
@@ -155,7 +156,7 @@ def neutralise(vectors: torch.Tensor, direction: torch.Tensor) -> torch.Tensor:
 
 
 @dataclass
-class WeatResult:
+class WeatResult(ResultProtocol):
     """WEAT's effect size, its one-sided permutation p-value, the test statistic and how p was computed."""
 
     effect_size: float
@@ -163,6 +164,12 @@ class WeatResult:
     statistic: float
     n_partitions: int
     exact: bool
+    options: dict[str, Any] = field(default_factory=dict)
+    seed: int | None = None  # the permutations' seed (unused when exact)
+
+    def summary(self) -> str:
+        how = f"exact over {self.n_partitions} partitions" if self.exact else f"{self.n_partitions} random permutations"
+        return f"WEAT effect size {self.effect_size:.3f}, one-sided p = {self.p_value:.4f} ({how})"
 
 
 def association(w: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -200,12 +207,13 @@ def weat(x: torch.Tensor, y: torch.Tensor, a: torch.Tensor, b: torch.Tensor, *, 
     if count <= n_permutations:  # every partition, vectorised
         idx = torch.tensor(list(itertools.combinations(range(total), nx)), dtype=torch.long)
         hits = int((2 * s[idx].sum(1) - whole >= stat - tol).sum())
-        return WeatResult(effect, hits / count, stat, count, True)
+        return WeatResult(effect, hits / count, stat, count, True, {"n_permutations": n_permutations}, seed)
     g = torch.Generator().manual_seed(seed)
     perms = torch.stack([torch.randperm(total, generator=g)[:nx] for _ in range(n_permutations)])
     sums = 2 * s[perms].sum(1) - whole
     hits = int((sums >= stat - tol).sum())
-    return WeatResult(effect, (1 + hits) / (1 + n_permutations), stat, n_permutations, False)
+    return WeatResult(effect, (1 + hits) / (1 + n_permutations), stat, n_permutations, False,
+                      {"n_permutations": n_permutations}, seed)
 
 
 

@@ -17,6 +17,7 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
+from ..results import ResultProtocol, records
 from ..boundary import Boundary
 from ..hooks import hooks
 from ..targets import Target, target_indices, target_scores
@@ -27,7 +28,7 @@ ATTENTION_METHODS = ("rollout", "flow")
 
 
 @dataclass
-class TextExplanation:
+class TextExplanation(ResultProtocol):
     """One sentence explained: per-token scores (special tokens included), per-word sums, the class explained."""
 
     method: str
@@ -37,6 +38,8 @@ class TextExplanation:
     word_scores: torch.Tensor
     target: int | None
     extra: dict[str, Any] = field(default_factory=dict)
+    options: dict = field(default_factory=dict)
+    seed: int | None = None
 
 
 def _one(x: Tokens) -> Tokens:
@@ -52,6 +55,7 @@ def _word_sums(scores: torch.Tensor, t: Tokens) -> tuple[list[str], torch.Tensor
     return [w for w, _ in spans], torch.stack([scores[p].sum() for _, p in spans])
 
 
+@records("model", "x")
 def explain_text(model: nn.Module | Boundary, x: Tokens, method: str, target: Target = None, *,
                  query: str | int = "mean", **options: Any) -> TextExplanation:
     """Explain ``model``'s score on one tokenised sentence with ``method``.
@@ -94,7 +98,7 @@ def explain_text(model: nn.Module | Boundary, x: Tokens, method: str, target: Ta
 
 
 @dataclass
-class WordCurves:
+class WordCurves(ResultProtocol):
     """Deletion and insertion over words for one ranking: the curves ``(words + 1,)``, their AUCs, and the
     mean AUC of ``n_random`` random word orders."""
 
@@ -104,6 +108,8 @@ class WordCurves:
     insertion_auc: float
     random_deletion_auc: float
     random_insertion_auc: float
+    options: dict = field(default_factory=dict)
+    seed: int | None = None
 
 
 def _score_kind(out: torch.Tensor) -> str:
@@ -131,6 +137,7 @@ def _curve(b: Boundary, t: Tokens, spans: list[list[int]], order: torch.Tensor, 
     return target_scores(out, target if cls is None else cls.expand(len(batch)), score=None if cls is None else kind).double()
 
 
+@records("model", "x", "word_scores")
 def word_curves(model: nn.Module | Boundary, x: Tokens, word_scores: torch.Tensor, target: Target = None, *,
                 n_random: int = 8, seed: int = 0) -> WordCurves:
     """Deletion (most relevant word first) and insertion curves over the words of one sentence, with AUCs.

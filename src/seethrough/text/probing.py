@@ -24,13 +24,16 @@ features, fitted on 80 % and scored on the held-out 20 %.
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import torch
 from torch import nn
 
 from ..boundary import Boundary
+from ..deprecation import renamed
+from ..progress import bar
+from ..results import ResultProtocol, call_options
 from .model import run_backbone
 from .tokens import encode
 
@@ -204,32 +207,50 @@ def probe_layers(features: torch.Tensor, labels: Sequence[int], *, seed: int = 0
 
 
 @dataclass
-class ProbeResult:
+class ProbeResult(ResultProtocol):
     """Per task, per layer (embeddings = 0): probe accuracy, control accuracy, and the majority-class rate."""
 
     accuracy: dict[str, torch.Tensor]
     control: dict[str, torch.Tensor]
     majority: dict[str, float]
     n: int
+    options: dict[str, Any] = field(default_factory=dict)
+    seed: int | None = None
+
+    def summary(self) -> str:
+        best = {t: int(a.argmax()) for t, a in self.accuracy.items()}
+        return f"probes on {self.n} sentences; best layer per task: " + ", ".join(
+            f"{t} layer {k} ({float(self.accuracy[t][k]):.2f}, control {float(self.control[t][k]):.2f})" for t, k in best.items())
+
+    def to_frame(self):
+        """One row per task × layer (layer 0: the embeddings)."""
+        import pandas as pd
+
+        return pd.DataFrame([{"task": t, "layer": k, "accuracy": float(a[k]), "control": float(self.control[t][k]),
+                              "selectivity": float(a[k] - self.control[t][k]), "majority": self.majority[t]}
+                             for t, a in self.accuracy.items() for k in range(len(a))])
 
     @property
     def selectivity(self) -> dict[str, torch.Tensor]:
         return {t: self.accuracy[t] - self.control[t] for t in self.accuracy}
 
 
-def probe(model: nn.Module | Boundary, tokenizer: Any = None, *, n: int = 300, seed: int = 0,
-          tasks: Sequence[str] = TASKS, batch_size: int = 128) -> ProbeResult:
-    """Probe every layer of ``model`` for the Conneau et al. tasks on ``n`` generated sentences.
+@renamed(n="n_samples")
+def probe(model: nn.Module | Boundary, tokenizer: Any = None, *, n_samples: int = 300, seed: int = 0,
+          tasks: Sequence[str] = TASKS, batch_size: int = 128, progress: bool = True) -> ProbeResult:
+    """Probe every layer of ``model`` for the Conneau et al. tasks on ``n_samples`` generated sentences.
 
     Two sentence sets, two batched forwards: the generated sentences (length, word content, tense,
-    numbers) and their bigram-shifted copies. ``tokenizer`` defaults to minilm-l6's.
+    numbers) and their bigram-shifted copies. ``tokenizer`` defaults to minilm-l6's. ``progress``: a bar
+    over the tasks (:mod:`seethrough.progress`).
 
     >>> from seethrough.text.model import _tiny_bert
     >>> from seethrough.text.tokens import _toy_tokenizer
-    >>> r = probe(_tiny_bert(vocab_size=20, max_position_embeddings=32), _toy_tokenizer(), n=40, tasks=["tense"])
+    >>> r = probe(_tiny_bert(vocab_size=20, max_position_embeddings=32), _toy_tokenizer(), n_samples=40, tasks=["tense"], progress=False)
     >>> r.accuracy["tense"].shape, r.majority["tense"] >= 0.5
     (torch.Size([3]), True)
     """
+    opts = call_options(locals(), "model", "tokenizer")
     bad = [t for t in tasks if t not in TASKS]
     if bad or not tasks:
         raise ValueError(f"unknown probing task(s) {', '.join(map(repr, bad)) or '(none given)'}; choose from {', '.join(TASKS)}")
@@ -237,7 +258,7 @@ def probe(model: nn.Module | Boundary, tokenizer: Any = None, *, n: int = 300, s
         from ..zoo.text import tokenizer as _tokenizer
 
         tokenizer = _tokenizer()
-    sentences = generate(n, seed)
+    sentences = generate(n_samples, seed)
     acc, ctl, maj = {}, {}, {}
     plain = [t for t in tasks if t != "bigram-shift"]
     sets = []
@@ -246,6 +267,7 @@ def probe(model: nn.Module | Boundary, tokenizer: Any = None, *, n: int = 300, s
     if "bigram-shift" in tasks:
         texts, labels = bigram_shift(sentences, seed)
         sets.append((["bigram-shift"], texts, labels))
+    tasks_bar = bar(total=len(tasks), desc="probing tasks", progress=progress)
     for names, texts, shift_labels in sets:
         feats = sentence_features(model, tokenizer, texts, batch_size=batch_size)
         for task in names:
@@ -256,4 +278,6 @@ def probe(model: nn.Module | Boundary, tokenizer: Any = None, *, n: int = 300, s
             acc[task] = probe_layers(feats, labels, seed=seed)
             ctl[task] = probe_layers(feats, control_labels(labels, types, seed), seed=seed)
             maj[task] = max(labels.count(c) for c in set(labels)) / len(labels)
-    return ProbeResult({t: acc[t] for t in tasks}, {t: ctl[t] for t in tasks}, {t: maj[t] for t in tasks}, n)
+            tasks_bar.update(1)
+    tasks_bar.close()
+    return ProbeResult({t: acc[t] for t in tasks}, {t: ctl[t] for t in tasks}, {t: maj[t] for t in tasks}, n_samples, opts, seed)

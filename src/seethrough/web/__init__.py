@@ -67,3 +67,20 @@ def explore(model: nn.Module | str, preprocess: Callable | None = None, *, label
         raise
     session.restore_modes()
     return None
+
+
+def _view_specs() -> dict:
+    """The explorer's views as catalog entries (:mod:`seethrough.catalog`)."""
+    from ..spec import Spec
+    from .viewspec import VIEWS
+
+    return {name: Spec(name, "view", v.fn, "", v.kinds, v.options, "JSON", v.description) for name, v in VIEWS.items()}
+
+
+def _register_family() -> None:
+    from ..catalog import register_family
+
+    register_family("view", _view_specs)
+
+
+_register_family()

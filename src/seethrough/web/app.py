@@ -39,9 +39,16 @@ from .guard import Guard, new_token
 from .jobs import Busy, Jobs
 from .page import add_page
 from .session import Session
+from .viewspec import VIEWS, Sentence
+from ..catalog import entries
+from ..spec import Spec
 from .uploads import MAX_BYTES, MAX_SIDE, UploadError, check_declared_length, read_limited
 
 REQUIRED = object()
+# Options the page sets itself or that need Python objects (a layer has its own menu; a tensor baseline
+# or a memory budget is no control): the page offers every other option of the chosen entry.
+HIDDEN_OPTIONS = ("layer", "unit", "batch_size", "memory_budget", "reduce", "segments", "rules", "background",
+                  "output", "boundary")
 MULTIPART_SLACK = 64 * 1024  # headers and boundaries around the file in a multipart body
 INT32 = (-2**31, 2**31 - 1)  # wide enough for any class, channel or sample size; never an OverflowError below
 BOUNDS = {"seed": (0, 2**32 - 1), "seq": (0, 2**53)}
@@ -49,10 +56,6 @@ MAX_TEXT = 256
 MAX_SENTENCE = 8192  # characters of a typed sentence: room for the model's 512 tokens, whose limit the library checks
 _INT = re.compile(r"-?[0-9]{1,20}")
 JSON = "application/json"
-
-
-class Sentence(str):
-    """A query parameter that is typed text (a sentence), allowed up to ``MAX_SENTENCE`` characters."""
 
 
 class Superseded(Exception):
@@ -91,6 +94,23 @@ class Newest:
 def _projections() -> list[str]:
     """UMAP is an optional extra: offer it only where umap-learn is installed."""
     return [m for m in PROJECTIONS if m != "umap" or importlib.util.find_spec("umap") is not None]
+
+
+def controls(spec: Spec) -> list[dict[str, Any]]:
+    """An entry's options as the page draws them (one control each): the spec, JSON-safe.
+
+    >>> [c["name"] for c in controls(entries("attribution")["integrated-gradients"])][:2]
+    ['baseline', 'steps']
+    """
+    out = []
+    for o in spec.options:
+        if o.name in HIDDEN_OPTIONS or o.required:
+            continue
+        default = o.default if isinstance(o.default, (bool, int, float, str)) or o.default is None else str(o.default)
+        out.append({"name": o.name, "type": o.type, "default": _finite(default),
+                    "choices": list(o.choices) if o.choices else None,
+                    "range": list(o.range) if o.range else None, "help": o.help})
+    return out
 
 
 def value_of(name: str, raw: str, typ: type) -> Any:
@@ -146,39 +166,22 @@ def create_app(session: Session, *, cache_budget: int = 512 * 2**20, workers: in
     waiting = [0]  # view computations handed to the pool and not finished (only the event loop changes it)
     layers = session.layers()  # read once now: a forward pass must not run beside a computation later
 
-    def flip(_: Session, input_id: str, method: str) -> dict[str, Any]:
+    def flip(_: Session, input_id: str, method: str, options: str = "{}") -> dict[str, Any]:
         """Sweep the ε grid (each step cached, so the slider is instant afterwards) and mark the
         smallest ε that changes the label."""
         steps = []
         for i, eps in enumerate(views.EPS_GRID):
-            steps.append(compute("adversarial", {"input": input_id, "method": method, "eps": float(eps)}))
+            steps.append(compute("adversarial", {"input": input_id, "method": method, "eps": float(eps),
+                                                 "options": options}))
             report("ε sweep", i + 1, len(views.EPS_GRID))
         parsed = [json.loads(s) for s in steps]
         first = next((p["eps"] for p in parsed if p["flipped"]), None)
         return {"method": method, "grid": [float(e) for e in views.EPS_GRID], "flip": first,
                 "labels": [p["label"] for p in parsed], "clean": parsed[0]["label"]}
 
-    # view name → (function, {param: type or (type, default)}, holds the model)
+    # view name → (function, {param: type or (type, default)}, holds the model): the registry (viewspec)
     kinds: dict[str, tuple[Callable, dict, bool]] = {
-        "predictions": (views.predictions, {"input": str, "k": (int, 5)}, True),
-        "activations": (views.activation_grid, {"input": str, "layer": str, "show": (str, "auto"), "seed": (int, 0)}, True),
-        "unit": (views.unit, {"input": str, "layer": str, "channel": int}, True),
-        "attribution": (views.attribution, {"input": str, "method": str, "target": (int, None)}, True),
-        "projection": (views.projection, {"input": str, "layer": str, "method": (str, "pca"), "n": (int, 200),
-                                          "seed": (int, 0)}, True),
-        "adversarial": (views.adversarial, {"input": str, "method": (str, "pgd"), "eps": float}, True),
-        "flip": (flip, {"input": str, "method": (str, "pgd")}, False),
-        # a stored scan (--scan): read, never recomputed; only the crops' receptive fields touch the model
-        "scan_units": (views.scan_units, {"layer": str}, False),
-        "scan_unit": (views.scan_unit, {"layer": str, "channel": int}, True),
-        "scan_projection": (views.scan_projection, {"layer": str, "method": (str, "pca"), "seed": (int, 0)}, False),
-        # a text model's view (sentences typed in the page; docs/text.md)
-        "text_tokens": (textviews.tokens, {"text": Sentence, "method": str, "pair": (Sentence, None),
-                                           "target": (int, None)}, True),
-        "text_attention": (textviews.attention, {"text": Sentence, "layer": (int, 0), "head": (int, -1)}, True),
-        "text_model_view": (textviews.model_view, {"text": Sentence}, True),
-        "text_probe": (textviews.probe_curves, {}, True),
-    }
+        name: (v.fn or flip, v.params, v.holds_model) for name, v in VIEWS.items()}
     scan_summary = views.scan_summary(session)
 
     def parse(kind: str, query: dict[str, str]) -> dict[str, Any]:
@@ -236,8 +239,10 @@ def create_app(session: Session, *, cache_budget: int = 512 * 2**20, workers: in
         return {"model": session.name, "version": __version__, "shape": list(session.shape),
                 "classes": None if session.labels is None else len(session.labels),
                 "inputs": session.input_names(), "layers": layers,
-                "methods": [{"name": m.name, "family": m.family, "paper": m.paper} for m in METHODS.values()],
-                "attacks": [{"name": a.name, "paper": a.paper, "description": a.description}
+                "methods": [{"name": m.name, "family": m.family, "paper": m.paper,
+                             "options": controls(entries("attribution")[m.name])} for m in METHODS.values()],
+                "attacks": [{"name": a.name, "paper": a.paper, "description": a.description,
+                             "options": [o for o in controls(entries("attack")[a.name]) if o["name"] != "eps"]}
                             for a in ATTACKS.values() if "eps" in a.defaults],
                 "attacks_without_eps": [a for a, spec in ATTACKS.items() if "eps" not in spec.defaults],
                 "projections": _projections(), "eps_grid": [float(e) for e in views.EPS_GRID],

@@ -131,7 +131,7 @@ def probe_curves(s: Session) -> dict[str, Any]:
     """Probe accuracy by layer for the six bundled tasks, with the control tasks (one computation per session)."""
     _text(s)
     report("probing the layers", 0, 1)
-    r = probe(s.model, n=PROBE_N)
+    r = probe(s.model, n_samples=PROBE_N)
     report("probing the layers", 1, 1)
     fig = render.probe_plot(r.accuracy, r.control, majority=r.majority, title=f"{s.name}: probing accuracy by layer")
     return {"n": r.n, "tasks": list(r.accuracy), "accuracy": {k: v.tolist() for k, v in r.accuracy.items()},

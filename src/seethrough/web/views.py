@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import math
 from typing import Any
 
@@ -219,16 +220,40 @@ def scan_projection(s: Session, layer: str, method: str = "pca", seed: int = 0) 
             "separation": None if sep is None else sep._asdict()}
 
 
-def attribution(s: Session, input_id: str, method: str, target: int | None = None) -> dict[str, Any]:
-    """One method's map over the input, with the trust badge beside it."""
+def entry_options(family: str, name: str, raw: str | dict) -> dict[str, Any]:
+    """The options of a method or attack chosen in the page: a JSON object (``'{"steps": 64}'``)
+    checked against the entry's spec (:mod:`seethrough.catalog`); a bad one is a ValueError (a 400).
+
+    >>> entry_options("attribution", "integrated-gradients", '{"steps": "64"}')
+    {'steps': 64}
+    >>> entry_options("attribution", "saliency", '{"steps": 64}')
+    Traceback (most recent call last):
+    ValueError: saliency takes no option --steps; it takes --abs, --layer, --unit
+    """
+    from ..catalog import get
+
+    if isinstance(raw, str):
+        try:
+            raw = json.loads(raw or "{}")
+        except json.JSONDecodeError:
+            raise ValueError(f"options must be a JSON object such as {{\"steps\": 64}}, got {raw[:40]!r}") from None
+    if not isinstance(raw, dict):
+        raise ValueError(f"options must be a JSON object such as {{\"steps\": 64}}, got {str(raw)[:40]!r}")
+    return get(family, name).check(raw)
+
+
+def attribution(s: Session, input_id: str, method: str, target: int | None = None, options: str = "{}") -> dict[str, Any]:
+    """One method's map over the input with the chosen options, and the trust badge beside it."""
     if method not in METHODS:
         raise ValueError(f"unknown attribution method {method!r}; available: {', '.join(METHODS)}")
+    opts = entry_options("attribution", method, options)
     x = s.input(input_id)
     if target is None:
         target = predict(s.model, x, k=1)[0][0].index
-    a, badge = attribute(s.model, x, method, target, trust=True)
+    a, badge = attribute(s.model, x, method, target, trust=True, **opts)
     return {"method": method, "family": METHODS[method].family, "paper": METHODS[method].paper, "target": target,
-            "label": _name(s, target), "overlay": data_url(render.overlay(x, a)), "summary": badge.summary(0),
+            "options": opts,
+            "label": _name(s, target), "overlay": data_url(render.overlay(x, render.for_display(method, a))), "summary": badge.summary(0),
             "badge": {"top_layer": badge.top_layer, "randomized_top": _finite(badge.randomized_top[0]),
                       "deletion": _finite(badge.deletion[0]), "deletion_random": _finite(badge.deletion_random[0]),
                       "deletion_lerf": _finite(badge.deletion_lerf[0]) if badge.deletion_lerf is not None else None,
@@ -278,21 +303,26 @@ def projection(s: Session, input_id: str, layer: str, method: str = "pca", n: in
             "separation": None if sep is None else sep._asdict()}
 
 
-def attack_options(method: str, eps: float) -> dict[str, Any]:
+def attack_options(method: str, eps: float, chosen: str | dict = "{}") -> dict[str, Any]:
+    """The attack's options: ``eps`` from the slider, the page's ``chosen`` ones (checked against
+    the attack's spec), and ``steps`` at the explorer's default when the page chose none."""
     if method not in ATTACKS or "eps" not in ATTACKS[method].defaults:
         usable = [a for a, spec in ATTACKS.items() if "eps" in spec.defaults]
         raise ValueError(f"attack {method!r} has no ε budget to slide; choose one of {', '.join(usable)}")
+    picked = entry_options("attack", method, chosen)
+    if "eps" in picked:
+        raise ValueError("eps is the slider's: the options may not set it")
     options: dict[str, Any] = {"eps": float(eps)}
     if "steps" in ATTACKS[method].defaults:
         options["steps"] = ATTACK_STEPS
-    return options
+    return {**options, **picked}
 
 
-def adversarial(s: Session, input_id: str, method: str, eps: float) -> dict[str, Any]:
-    """The input attacked at budget ``eps`` (pixel units): label, probability, the perturbed image
-    and the perturbation amplified to be visible."""
+def adversarial(s: Session, input_id: str, method: str, eps: float, options: str = "{}") -> dict[str, Any]:
+    """The input attacked at budget ``eps`` (pixel units) with the chosen options: label,
+    probability, the perturbed image and the perturbation amplified to be visible."""
     x = s.input(input_id)
-    options = attack_options(method, eps)
+    options = attack_options(method, eps, options)
     if eps == 0:  # no budget: the clean image, as the model sees it
         top = predict(s.model, x, k=1, labels=s.labels)[0][0]
         return {"method": method, "eps": 0.0, "index": top.index, "label": top.label, "probability": top.probability,

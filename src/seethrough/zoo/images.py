@@ -55,6 +55,17 @@ def image(name: str) -> Image.Image:
     return read_image(_skimage_dir() / _PHOTOS[name])
 
 
+def image_file(name: str) -> Path:
+    """The file of a bundled photo (what the CLI reads where an image path is given a photo's name).
+
+    >>> image_file("chelsea").name
+    'chelsea.png'
+    """
+    if name not in _PHOTOS:
+        raise ValueError(f"unknown image {name!r}; bundled photos: {', '.join(images())}")
+    return _skimage_dir() / _PHOTOS[name]
+
+
 def read_image(src: ImageLike, max_side: int = MAX_SIDE) -> Image.Image:
     """Read a path, PIL image or array into an RGB PIL image with sides ≤ ``max_side``.
 

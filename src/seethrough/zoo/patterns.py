@@ -11,6 +11,8 @@ import math
 
 import torch
 
+from ..deprecation import renamed
+
 COLOURS = {
     "red": (1.0, 0.1, 0.1), "green": (0.1, 0.8, 0.1), "blue": (0.1, 0.2, 1.0), "yellow": (1.0, 0.9, 0.1),
     "white": (1.0, 1.0, 1.0), "black": (0.0, 0.0, 0.0), "orange": (1.0, 0.55, 0.0), "purple": (0.55, 0.1, 0.8),
@@ -47,23 +49,28 @@ def pattern(kind: str, size: int, gen: torch.Generator, channels: int = 3) -> to
     return v.expand(channels, size, size).clone()
 
 
-def procedural(kind: str, n: int = 50, size: int = 64, *, channels: int = 3, seed: int = 0) -> torch.Tensor:
-    """``n`` seeded images ``(n, channels, size, size)`` of a procedural concept:
+_draw = pattern  # procedural() and stamp() name their argument ``pattern``, shadowing the function
+
+
+@renamed(kind="pattern", n="n_samples")
+def procedural(pattern: str, n_samples: int = 50, size: int = 64, *, channels: int = 3, seed: int = 0) -> torch.Tensor:
+    """``n_samples`` seeded images ``(n_samples, channels, size, size)`` of a procedural concept ``pattern``:
     ``"stripes"``, ``"dots"``, ``"checker"`` or a colour name (``"red"``, ``"green"``…).
 
     >>> x = procedural("checker", 4, 16, channels=1)
     >>> x.shape
     torch.Size([4, 1, 16, 16])
     """
-    if n < 1 or size < 2:
-        raise ValueError(f"a concept set needs n >= 1 images of size >= 2, got n={n}, size={size}")
+    if n_samples < 1 or size < 2:
+        raise ValueError(f"a concept set needs n_samples >= 1 images of size >= 2, got n_samples={n_samples}, size={size}")
     gen = torch.Generator().manual_seed(seed)
-    return torch.stack([pattern(kind, size, gen, channels) for _ in range(n)])
+    return torch.stack([_draw(pattern, size, gen, channels) for _ in range(n_samples)])
 
 
-def stamp(x: torch.Tensor, kind: str = "stripes", size: int = 8, *, corner: tuple[int, int] = (1, 1),
+@renamed(kind="pattern")
+def stamp(x: torch.Tensor, pattern: str = "stripes", size: int = 8, *, corner: tuple[int, int] = (1, 1),
           jitter: int = 2, seed: int = 0) -> torch.Tensor:
-    """Images ``x`` with a small ``kind`` patch drawn over them near ``corner`` (max of image and patch).
+    """Images ``x`` with a small ``pattern`` patch drawn over them near ``corner`` (max of image and patch).
 
     The planted-concept digits use it; stamped digits also make the concept set for TCAV.
 
@@ -74,7 +81,7 @@ def stamp(x: torch.Tensor, kind: str = "stripes", size: int = 8, *, corner: tupl
     gen = torch.Generator().manual_seed(seed)
     out = x.clone()
     for i in range(len(x)):
-        p = pattern(kind, size, gen, x.shape[1])
+        p = _draw(pattern, size, gen, x.shape[1])
         dy, dx = (torch.randint(0, jitter + 1, (2,), generator=gen) if jitter else torch.zeros(2, dtype=torch.long)).tolist()
         r, c = corner[0] + dy, corner[1] + dx
         region = out[i, :, r:r + size, c:c + size]

@@ -9,7 +9,7 @@ from ...render import attack_figure, patch_figure, robustness_plot
 from ..registry import Context, Text, section
 
 _PHOTOS = ("chelsea", "coffee")
-_ASCENT = {"lr": 0.1, "steps": 10}
+_ASCENT = {"step_size": 0.1, "steps": 10}
 
 
 @section("adversarial", "Adversarial examples", order=60)
@@ -47,7 +47,7 @@ def _ascent_table(ctx: Context, model, labels) -> list:
     left = ", ".join(f"{n} after {k} step{'s' if k != 1 else ''}" if k else f"{n} never" for n, k in zip(names, flips))
     table = sw.table(
         "Ascent on the loss, iteration by iteration", columns, rows,
-        f"The course's loop (SGD with lr = {_ASCENT['lr']} on minus the cross-entropy of the normalised input, pixels "
+        f"The course's loop (SGD with step_size = {_ASCENT['step_size']} on minus the cross-entropy of the normalised input, pixels "
         f"kept in [0, 1]). The class changes ({left}) while the final perturbation stays at "
         f"{float(r.relative.max()):.2%} of the image's norm or less (last row).",
         model="efficientnet-lite0", method="ascent", options=opts, seed=ctx.seed)
@@ -71,7 +71,7 @@ def _pgd(ctx: Context, model, labels) -> list:
     untargeted = sw.figure(
         "PGD at ε = 1/255 on chelsea", attack_figure(r, 0, labels),
         f"No pixel moves by more than 1/255, the smallest step an 8-bit image can take, and the prediction "
-        f"still changes ({r.summary(labels)[0].split(' · ')[0]}); the example survives rounding to a PNG: "
+        f"still changes ({r.lines(labels)[0].split(' · ')[0]}); the example survives rounding to a PNG: "
         f"{'yes' if bool(r.success_8bit[0]) else 'no'}.",
         model="efficientnet-lite0", method="pgd", options="eps=1, steps=10, random_start", seed=ctx.seed)
     t = attack(model, x, "pgd", target=859, eps=4, steps=20, seed=ctx.seed, progress=ctx.progress)
@@ -81,7 +81,7 @@ def _pgd(ctx: Context, model, labels) -> list:
         f"{t.prob[0]:.0%}. The picture of a cat is unchanged to the eye.",
         model="efficientnet-lite0", method="pgd", options="target=859 (toaster), eps=4, steps=20", seed=ctx.seed)
     n = 300
-    s = sphere_test(model, x, r.x_adv, n=n, radius_factor=2, seed=ctx.seed, progress=ctx.progress)
+    s = sphere_test(model, x, r.x_adv, n_samples=n, radius_factor=2, seed=ctx.seed, progress=ctx.progress)
     sphere = sw.table(
         "Random directions at twice the adversarial distance", ["photo", "‖δ‖ (adversarial)", "sphere radius",
                                                                  "label changes"],
@@ -97,7 +97,7 @@ def _patch(ctx: Context):
     sw = ctx.stopwatch()
     lenet, _ = ctx.model("lenet-digits")
     xd, _ = zoo.digits("test")
-    opts = {"target": 8, "steps": 400, "batch": 32, "lr": 0.1, "scale": (0.35, 0.45)}
+    opts = {"target": 8, "steps": 400, "n_samples": 32, "step_size": 0.1, "scale": (0.35, 0.45)}
     p = train_patch(lenet, xd[:100], seed=ctx.seed, **opts)
     return sw.figure(
         "A universal patch that turns digits into 8s", patch_figure(p, xd[:100], zoo.labels("lenet-digits")),
@@ -105,7 +105,7 @@ def _patch(ctx: Context):
         f"the time against {p.random_success:.0%} for a random-noise patch of the same size. LeNet on small digits "
         "resists a patch fairly well; a patch is a physical attack, but not a free one.",
         model="lenet-digits", method="train_patch",
-        options="target=8, steps=400, batch=32, lr=0.1, scale=0.35-0.45, 100 test digits", seed=ctx.seed)
+        options="target=8, steps=400, n_samples=32, step_size=0.1, scale=0.35-0.45, 100 test digits", seed=ctx.seed)
 
 
 def _defence(ctx: Context):

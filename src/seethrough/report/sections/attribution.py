@@ -37,7 +37,7 @@ def build(ctx: Context) -> list:
     rows = ", ".join(f"{n} → {labels[int(t)]}" for n, t in zip(names, target))
     title = f"{_MODEL}, predicted class · rows: {rows}"
     p = {"progress": ctx.progress}
-    sg = {"n_samples": 8 if ctx.quick else 16, "noise": 0.15, "abs": True, "seed": ctx.seed, **p}
+    sg = {"n_samples": 8 if ctx.quick else 16, "relative_noise": 0.15, "abs": True, "seed": ctx.seed, **p}
     ig = {"steps": 8 if ctx.quick else 16, "baseline": "zeros", **p}
     families = [
         ("Gradients",

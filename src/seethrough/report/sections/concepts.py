@@ -44,7 +44,7 @@ def build_concepts(ctx: Context) -> list:
     for title, spec in twins:
         sw = ctx.stopwatch()
         model = ctx.model("lenet-digits")[0] if spec is None else zoo.load("lenet-digits", planted=spec)[0]
-        results = {k: tcav(model, layers, sets[k], sevens, 7, random_sets=r_sets, seed=ctx.seed, random_x=pool,
+        results = {k: tcav(model, sets[k], sevens, layers, 7, random_sets=r_sets, seed=ctx.seed, random_x=pool,
                            concept=k, n_tests=len(layers) * len(kinds))
                    for k in (kinds if not ctx.quick or spec else ("stripes",))}
         flips = {k: flip_rate(model, others, k, 7, seed=ctx.seed + 2) for k in results}

@@ -13,7 +13,7 @@ from ... import zoo  # noqa: E402
 from ...attribution import attribute  # noqa: E402
 from ...attribution.occlusion import occlusion_drops, occlusion_windows  # noqa: E402
 from ...attribution.perturbation import kernel_shap, lime  # noqa: E402
-from ...render import lime_mask, panel, superpixel_boundaries  # noqa: E402
+from ...render import for_display, lime_mask, panel, superpixel_boundaries  # noqa: E402
 from ..registry import Context, Text, section  # noqa: E402
 
 _MODEL = "efficientnet-lite0"
@@ -53,7 +53,7 @@ def build(ctx: Context) -> list:
     seconds["KernelSHAP"] = time.perf_counter() - t
     t = time.perf_counter()
     r = attribute(model, x, "rise", target, n_samples=n["rise"], **common)
-    maps["RISE (minus its mean)"] = r - r.mean()
+    maps["RISE (minus its mean)"] = for_display("rise", r)  # the one helper the CLI uses too
     seconds["RISE"] = time.perf_counter() - t
     windows = len(occlusion_windows((size, size), window, stride)[1])
     options = (f"{size}×{size}; occlusion window={window} stride={stride}; lime n_samples={n['lime']}; "
@@ -165,7 +165,7 @@ def _second_photo(ctx: Context, model, labels, size: int, window: int, stride: i
             "LIME": attribute(model, x, "lime", target, n_samples=n["lime"], **common),
             "KernelSHAP": attribute(model, x, "kernel-shap", target, n_samples=n["kernel-shap"], **common)}
     r = attribute(model, x, "rise", target, n_samples=n["rise"], **common)
-    maps["RISE (minus its mean)"] = r - r.mean()
+    maps["RISE (minus its mean)"] = for_display("rise", r)  # the one helper the CLI uses too
     label = labels[int(target)]
     return sw.figure("Four perturbation methods on a second photo",
                      panel(x, maps, title=f"{_MODEL} · coffee → {label}", tile=2.2),

@@ -110,7 +110,7 @@ def _stack(images: list):
 def _probing(ctx: Context, cfg: dict) -> list:
     sw = ctx.stopwatch()
     model, _ = ctx.model("minilm-l6")
-    r = probe(model, zoo.tokenizer("minilm-l6"), n=cfg["probe"], seed=ctx.seed)
+    r = probe(model, zoo.tokenizer("minilm-l6"), n_samples=cfg["probe"], seed=ctx.seed)
     rows = [[task, *(f"{v:.2f}" for v in r.accuracy[task].tolist()), f"{float(r.selectivity[task].max()):+.2f}"]
             for task in r.accuracy]
     return [sw.figure("Probing by layer (Conneau et al. 2018)", probe_plot(r.accuracy, r.control, majority=r.majority),

@@ -94,7 +94,7 @@ def build_faithfulness(ctx: Context) -> list:
     if not ctx.quick:
         sw = ctx.stopwatch()
         xs, ys = zoo.imagenet_samples(n=20)
-        mos = mosaic(xs, ys, grid=2, n=12, seed=ctx.seed)
+        mos = mosaic(xs, ys, grid=2, n_samples=12, seed=ctx.seed)
         rows = []
         for method in ("gradcam", "saliency"):
             a = attribute(model, mos.images, method, target=mos.targets)

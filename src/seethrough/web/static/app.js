@@ -67,6 +67,49 @@ async function guarded(view, fn) {
   try { await fn(); } catch (e) { setError(view, e.message); }
 }
 
+// The chosen method's or attack's own options, drawn from its registry spec (/api/info): one control
+// per option, named data-option; only values the user changed are sent, as a JSON object.
+function drawOptions(box, options, onchange) {
+  box.innerHTML = "";
+  for (const o of options || []) {
+    const label = document.createElement("label");
+    label.title = o.help || "";
+    let input;
+    if (o.choices) {
+      input = document.createElement("select");
+      for (const c of o.choices) { const opt = document.createElement("option"); opt.value = c; opt.textContent = c; input.appendChild(opt); }
+      input.value = o.default;
+    } else if (o.type === "bool") {
+      input = document.createElement("input"); input.type = "checkbox"; input.checked = !!o.default;
+    } else {
+      input = document.createElement("input");
+      input.type = o.type === "int" || o.type === "float" ? "number" : "text";
+      if (o.type === "float") input.step = "any";
+      if (o.range && o.range[0] !== null) input.min = o.range[0];
+      if (o.range && o.range[1] !== null) input.max = o.range[1];
+      input.value = o.default === null ? "" : o.default;
+      input.placeholder = o.default === null ? "default" : "";
+    }
+    input.dataset.option = o.name; input.dataset.type = o.type;
+    input.dataset.default = JSON.stringify(o.default);
+    input.onchange = onchange;
+    label.append(`${o.name} `, input);
+    box.appendChild(label);
+  }
+}
+
+function chosenOptions(box) {
+  const out = {};
+  box.querySelectorAll("[data-option]").forEach((el) => {
+    const t = el.dataset.type, d = JSON.parse(el.dataset.default);
+    let v = t === "bool" ? el.checked : el.value;
+    if (t !== "bool" && v === "") return;  // left empty: the default
+    if ((t === "int" || t === "float") && v !== "") v = Number(v);
+    if (v !== d && String(v) !== String(d)) out[el.dataset.option] = v;
+  });
+  return JSON.stringify(out);
+}
+
 function fill(select, items, value = (x) => x, label = (x) => x) {
   select.innerHTML = "";
   for (const item of items) {
@@ -144,7 +187,7 @@ async function loadAttribution() {
   $("#attr-overlay").removeAttribute("data-method");
   $("#attr-caption").textContent = "";
   await guarded("attribution", async () => {
-    const r = await runJob("attribution", "attribution", { input: state.input, method, target });
+    const r = await runJob("attribution", "attribution", { input: state.input, method, target, options: chosenOptions($("#method-options")) });
     if (!r || !current("attribution", n)) return;
     $("#attr-overlay").src = r.overlay;
     $("#attr-overlay").dataset.method = r.method;
@@ -200,7 +243,7 @@ async function loadFlip() {
   marker.textContent = "finding the smallest ε that flips the label…";
   marker.removeAttribute("data-index"); marker.removeAttribute("data-eps");
   await guarded("adversarial", async () => {
-    const r = await runJob("adversarial", "flip", { input: state.input, method }, "flip");
+    const r = await runJob("adversarial", "flip", { input: state.input, method, options: chosenOptions($("#attack-options")) }, "flip");
     if (!r || !current("flip", n)) return;
     if (r.flip === null) { marker.textContent = `no ε up to ${r.grid[r.grid.length - 1]}/255 flips ${r.clean}`; marker.dataset.index = "none"; return; }
     const i = r.grid.indexOf(r.flip);
@@ -215,7 +258,7 @@ async function loadEps() {
   const eps = epsAt($("#eps-slider").value);
   $("#eps-value").textContent = eps;
   await guarded("adversarial", async () => {
-    const r = await api(`/api/adversarial?${query({ input: state.input, method: $("#attack-select").value, eps, client, seq: n })}`);
+    const r = await api(`/api/adversarial?${query({ input: state.input, method: $("#attack-select").value, eps, options: chosenOptions($("#attack-options")), client, seq: n })}`);
     if (!r || !current("eps", n)) return;  // a newer ε is on its way
     $("#adv-label").textContent = r.label;
     $("#adv-label").dataset.eps = r.eps;
@@ -355,7 +398,10 @@ async function start() {
   $("#upload").onchange = (e) => { if (e.target.files.length) upload(e.target.files[0]); };
   $("#layer-select").onchange = (e) => { state.layer = e.target.value; loadActivations(); };
   $("#show-select").onchange = loadActivations;
-  $("#method-select").onchange = loadAttribution;
+  const methodOptions = () => drawOptions($("#method-options"), (info.methods.find((m) => m.name === $("#method-select").value) || {}).options, loadAttribution);
+  const attackOptions = () => drawOptions($("#attack-options"), (info.attacks.find((a) => a.name === $("#attack-select").value) || {}).options, () => { loadFlip(); loadEps(); });
+  methodOptions(); attackOptions();
+  $("#method-select").onchange = () => { methodOptions(); loadAttribution(); };
   $("#target-input").onchange = loadAttribution;
   $("#proj-run").onclick = loadProjection;
   const sampled = (info.scan ? info.scan.layers : []).filter((l) => l.sample);
@@ -363,7 +409,7 @@ async function start() {
   $("#proj-layer").onchange = showScan;
   if (sampled.length) { $("#proj-layer").value = sampled[sampled.length - 1].name; $("#proj-scan").checked = true; }
   showScan();
-  $("#attack-select").onchange = () => { loadFlip(); loadEps(); };
+  $("#attack-select").onchange = () => { attackOptions(); loadFlip(); loadEps(); };
   $("#eps-slider").oninput = loadEps;
   window.addEventListener("hashchange", show);
   document.body.dataset.ready = "true";
