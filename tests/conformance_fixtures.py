@@ -68,13 +68,6 @@ NOT_PER_SAMPLE: dict[str, str] = {
 # CAM on token ids has no default layer: the tiny encoder's last block (TokenGap's per-token ReLU for cam).
 TOKEN_CAM_LAYER = "blocks.1"
 
-# Real batch-invariance bugs the suite found and reported to the lead (issue 19 item 4), not fixed yet: a
-# sample's result depends on the other samples of its batch. A test checks each one still fails, so an entry
-# leaves this table the day it is fixed. Empty since the metrics and the trust badge draw per-sample streams
-# (seethrough.seeding): deletion, insertion, pixel-flipping, region-perturbation, ROAD, infidelity,
-# max-sensitivity and the trust badge were listed here.
-KNOWN_BATCH_BUGS: dict[str, str] = {}
-
 PICK = [0, 1, 2]  # three test digits of different classes (N = 3 for "N at once = N calls")
 
 

@@ -302,9 +302,15 @@ def _folder(root: Path, classes: dict[str, list[str]]) -> Path:
 
 def test_report_for_a_user_model(user_dir):
     res = runner.invoke(app, ["report", "-m", "./mymod.py:rgb32", "--input-size", "32", "--quick", "-o", "rep",
-                              "-s", "model-card", "-s", "user-model", "-s", "user-attribution"])
+                              "-s", "model-card", "-s", "user-model", "-s", "user-attribution", "-s", "user-trust"])
     assert res.exit_code == 0, res.output
     page = (user_dir / "rep" / "index.html").read_text()
+    from seethrough.catalog import entries
+
+    image_methods = [m for m, s in entries("attribution").items() if "image" in s.kinds]
+    assert f"of {len(image_methods)} registered image methods" in page  # every method, from the registry
+    for name in [*entries("attack"), *entries("metric")]:  # every attack and metric ran on the user's model
+        assert f"<td>{name}</td>" in page, name
     assert "Skipped for ./mymod.py:rgb32: this section is built on the bundled models" in page
     assert "section model-card skipped" in res.output
     p = _reference("rgb32", 32, False, "chelsea")

@@ -130,7 +130,7 @@ def per_sample_mismatch(entry: str, kind: str = "image") -> str:
     return ""
 
 
-PER_SAMPLE = [(e, k) for e, k in CASES if e not in cf.NOT_PER_SAMPLE and e not in cf.KNOWN_BATCH_BUGS]
+PER_SAMPLE = [(e, k) for e, k in CASES if e not in cf.NOT_PER_SAMPLE]
 
 
 @pytest.mark.parametrize("entry, kind", _params(PER_SAMPLE))
@@ -148,15 +148,6 @@ def test_every_not_per_sample_exemption_names_a_real_entry_that_needs_it(entry):
     except (ValueError, TypeError) as e:  # one sample alone cannot be laid out / scored
         why = str(e)
     assert why, f"{entry} is batch-invariant after all: drop it from NOT_PER_SAMPLE"
-
-
-def test_every_known_batch_bug_is_real_and_still_there():
-    """A known bug leaves the table when it is fixed: this fails then, saying so. One test over the table (not
-    one per entry) so that an empty table is a pass, not an empty parameter set's skip."""
-    unknown = [e for e in sorted(cf.KNOWN_BATCH_BUGS) if e not in cf.every_entry()]
-    assert not unknown, f"{unknown} listed but not registered"
-    fixed = [e for e in sorted(cf.KNOWN_BATCH_BUGS) if not per_sample_mismatch(e)]
-    assert not fixed, f"{fixed} batch-invariant now: drop them from KNOWN_BATCH_BUGS"
 
 
 @pytest.mark.parametrize("entry, kind", _params(CASES))

@@ -72,7 +72,8 @@ def test_every_batched_curve_equals_a_one_at_a_time_loop(lenet, metric, patch):
     if metric == "insertion":
         start, end = see.attribution.common.make_baseline(x, "blur"), x
     elif metric == "region_perturbation":
-        start, end = x, torch.rand(x.shape, generator=torch.Generator().manual_seed(0))
+        # every image's own stream, seeded 0: the same noise image for each (per-sample streams)
+        start, end = x, torch.rand(x.shape[1:], generator=torch.Generator().manual_seed(0)).expand(x.shape)
     else:
         start, end = x, torch.zeros_like(x)
     ref = reference_curve(model, x, ranks, start, end, y, 7, patch, "probability")

@@ -241,7 +241,28 @@ def _validation(m, x, y):
     return r.validate(3, lambda keep: lin), {"k": 3, "test": 0}, None
 
 
-PRODUCERS = {"OcclusionDrops": _occlusion, "WordCurves": _word_curves, "HeadImportance": _heads,
+def _prediction(m, x, y):
+    (top,) = see.predict(m, x[:1], k=2)
+    return top[0], {"k": 2}, None
+
+
+def _logistic(m, x, y):
+    from seethrough.inspect.linear import breast_cancer_logistic
+
+    fit = breast_cancer_logistic(seed=23, C=0.5)
+    return fit, {"C": 0.5}, 23
+
+
+def _command(m, x, y):
+    from seethrough.raw import CommandResult
+
+    r = CommandResult("stats", see.layer_stats(m, x[:20], ["relu1"], progress=False),
+                      pd.DataFrame({"layer": ["relu1"], "dead": [0.0]}), {"layers": ["relu1"]}, None)
+    return r, {"layers": ["relu1"]}, None
+
+
+PRODUCERS = {"Prediction": _prediction, "LogisticFit": _logistic, "CommandResult": _command,
+             "OcclusionDrops": _occlusion, "WordCurves": _word_curves, "HeadImportance": _heads,
              "PermutationImportance": _permutation, "RankAgreement": _rank, "FeatureImportance": _linear,
              "Validation": _validation,
              "IGResult": _ig, "AttackResult": _attack, "SphereResult": _sphere, "PatchResult": _patch,

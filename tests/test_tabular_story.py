@@ -207,7 +207,8 @@ def test_explain_csv_explains_every_row_in_any_column_order(tmp_path, data):
     out = tmp_path / "o"
     res = runner.invoke(app, ["explain", "-m", "mlp-breast-cancer", "--csv", str(path), "--method", "saliency", "-o", str(out)])
     assert res.exit_code == 0, res.output
-    assert sorted(p.name for p in out.iterdir()) == ["attributions.csv", "rows-0-saliency.png", "rows-1-saliency.png"]
+    assert sorted(p.name for p in out.iterdir()) == ["attributions.csv", "maps.npz", "rows-0-saliency.png",
+                                                     "rows-1-saliency.png", "scores.json"]
     # the same numbers as --row for the same held-out row
     runner.invoke(app, ["explain", "-m", "mlp-breast-cancer", "--row", "4", "--method", "saliency", "-o", str(tmp_path / "r")])
     with open(out / "attributions.csv", newline="") as f, open(tmp_path / "r" / "attributions.csv", newline="") as g:
@@ -229,5 +230,6 @@ def test_explain_rows_leaves_a_train_mode_model_untouched(tmp_path, model):
     with untouched(net):
         files = explain_rows(loaded, ["kernel-shap", "integrated-gradients"], row=5, csv_path=None, target=1,
                              out=tmp_path)
-    assert sorted(p.name for p in files) == ["attributions.csv", "row5-integrated-gradients.png", "row5-kernel-shap.png"]
+    assert sorted(p.name for p in files) == ["attributions.csv", "maps.npz", "row5-integrated-gradients.png",
+                                             "row5-kernel-shap.png", "scores.json"]
     assert net.training

@@ -51,8 +51,10 @@ def predict(
     unsafe_pickle: bool = UnsafeOpt,
     sha256: Optional[str] = ShaOpt,
     top: int = top_option(5, "how many classes to list"),
+    out: Optional[Path] = out_option(None, "predictions.npz/.json/.csv, the table and every class's probability "
+                                     "(only when -o is given)"),
 ):
-    """Print the model's top classes for IMAGE."""
+    """Print the model's top classes for IMAGE (with -o, also write them as raw results)."""
     from rich.console import Console
     from rich.table import Table
 
@@ -67,6 +69,15 @@ def predict(
     for r, p in enumerate(preds, 1):
         table.add_row(str(r), str(p.index), p.label, f"{p.probability:.2%}")
     Console().print(table)
+    if out is not None:  # the printed table, and the whole softmax, reloadable with seethrough.results.load
+        import pandas as pd
+
+        from .raw import save_raw
+
+        rows = pd.DataFrame([{"rank": r, "class": p.index, "label": p.label, "probability": p.probability}
+                             for r, p in enumerate(preds, 1)])
+        typer.echo(save_raw(out_dir(out), "predictions", {"predictions": preds}, table=rows,
+                            options={"image": str(image), "model": loaded.name, "top": top}))
 
 
 @app.command()

@@ -1,7 +1,7 @@
 """Top-k predictions, the first question anyone asks of a classifier."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import torch
@@ -9,13 +9,22 @@ from torch import nn
 
 from .boundary import Boundary, as_boundary
 from .hooks import hooks
+from .results import ResultProtocol
 
 
 @dataclass(frozen=True)
-class Prediction:
+class Prediction(ResultProtocol):
+    """One of a sample's top classes: its index, its label and its softmax probability (``options``: ``k``)."""
+
     index: int
     label: str
     probability: float
+    options: dict = field(default_factory=dict, compare=False)
+    seed: None = field(default=None, compare=False)  # nothing is random
+
+    def summary(self) -> str:
+        """``"espresso (967): 0.412"``."""
+        return f"{self.label} ({self.index}): {self.probability:.3f}"
 
 
 def predict(model: nn.Module | Boundary, x: torch.Tensor, k: int = 5, labels: Sequence[str] | None = None,
@@ -46,6 +55,7 @@ def predict(model: nn.Module | Boundary, x: torch.Tensor, k: int = 5, labels: Se
     top = probs.topk(k, dim=1)
     names = list(labels) if labels is not None else [str(i) for i in range(probs.shape[1])]
     return [
-        [Prediction(int(i), names[int(i)] if int(i) < len(names) else str(int(i)), float(p)) for p, i in zip(ps, idx)]
+        [Prediction(int(i), names[int(i)] if int(i) < len(names) else str(int(i)), float(p), {"k": k})
+         for p, i in zip(ps, idx)]
         for ps, idx in zip(top.values, top.indices)
     ]

@@ -284,6 +284,8 @@ def equal(a: Any, b: Any) -> bool:
         return list(a) == list(b) and all(equal(a[k], b[k]) for k in a)
     if isinstance(a, (list, tuple)):
         return len(a) == len(b) and all(equal(x, y) for x, y in zip(a, b))
+    if isinstance(a, torch.nn.Module):  # a stored model (LogisticFit's nn.Linear): equal parameters and buffers
+        return equal(dict(a.state_dict()), dict(b.state_dict()))
     if callable(getattr(a, "state", None)) and not dataclasses.is_dataclass(a):  # scan accumulators
         return equal(a.state(), b.state())
     if dataclasses.is_dataclass(a):

@@ -20,7 +20,7 @@ ALLOWED_FROM_SEETHROUGH = {
     "seethrough._version": {"__version__"},  # the version's own module: importing it from seethrough was a cycle
     "seethrough.adversarial": {"ATTACKS", "attack"},
     "seethrough.attribution": {"METHODS", "attribute"},
-    "seethrough.catalog": {"entries", "get"},  # every entry's spec: the menus' options and their checks (issue 19)
+    "seethrough.catalog": {"entries", "get", "register_family"},  # every entry's spec: the menus' options and their checks (issue 19)
     "seethrough.spec": {"Option", "Spec"},
     "seethrough.embed": {"METHODS", "embed", "max_perplexity", "nearest"},
     "seethrough.inspect": {"activations", "crops", "filters", "pick_channels", "topk", "summary"},

@@ -27,6 +27,7 @@ from torch import nn
 
 from ..results import ResultProtocol, records
 from ..boundary import Boundary, as_boundary
+from ..seeding import stream
 from .common import check_positive_int
 from .masking import (Positions, clean_forward, masked_scores, position_scores, positions, resolve_baseline, unit_or_score,
                       unit_target)
@@ -68,7 +69,7 @@ def _explain(model, x, target, sample: Sampler, fit: Fitter, *, segments, n_segm
         seg = position_segments(pos, segments)
     ks = [int(s.max()) + 1 for s in seg]
     # One stream per image, the same for every image: the draws never depend on the batch.
-    drawn = [sample(k, n_samples, torch.Generator().manual_seed(seed)) for k in ks]
+    drawn = [sample(k, n_samples, stream(seed)) for k in ks]
     kmax, smax = max(ks), max(len(z) for z, _ in drawn)
     bits = torch.zeros(len(ks), smax, kmax)
     for i, (z, _) in enumerate(drawn):

@@ -68,6 +68,21 @@ def _heading(image: str, loaded, method: str, layer: str | None, target: int, la
     return f"{image} · {loaded.name} · {method}{where} · class {target} ({label})"
 
 
+def _folder_raw(r, loaded, names: list[str], per_method: dict, target: Optional[int], seed: int) -> None:
+    """A folder's maps as in the one-image case: ``maps.npz`` (key ``IMAGE.METHOD``, the ``.npy`` under maps/) and
+    ``scores.json`` (what made them, and every row of explanations.csv)."""
+    import numpy as np
+
+    from ..results import write_maps
+
+    maps = {m[len("maps/"):-len(".png")]: np.load(r.out / (m[:-len(".png")] + ".npy")) for m in r.table["map"]}
+    arrays, scores = write_maps(r.out, maps, {"images": sorted(r.table["name"].unique().tolist()), "model": loaded.name,
+                                              "target": target, "methods": names, "options": per_method, "seed": seed,
+                                              "explanations": r.table.to_dict("records"),
+                                              **({"skipped": dict(r.skipped)} if r.skipped else {})})
+    typer.echo(f"maps: {arrays}; scores: {scores}")
+
+
 @app.command(cls=spec_command("attribution"))
 def explain(
     ctx: typer.Context,
@@ -79,7 +94,7 @@ def explain(
     csv: Optional[Path] = typer.Option(None, "--csv", help="a tabular model: explain every row of this CSV (header = the feature names)"),
     target: Optional[int] = TargetOpt,
     layer: Optional[list[str]] = layer_option(None, one=True, help="layer for the CAM methods (default: the last conv block)"),
-    out: Path = out_option("explain", "METHOD.png per method and panel.png"),
+    out: Path = out_option("explain", "METHOD.png per method, panel.png, maps.npz and scores.json (the raw maps)"),
     seed: int = seed_option("seed of the random methods (smoothgrad, vargrad, rise, lime, kernel-shap)"),
     trust: bool = typer.Option(False, "--trust", help="also run the cheap trust checks and write METHOD-trust.png with the badge"),
     model: str = ModelOpt,
@@ -125,6 +140,7 @@ def explain(
         for name, reason in r.skipped:
             typer.echo(f"skipped {name}: {reason}")
         typer.echo(f"{len(r.table)} maps of {r.table['name'].nunique()} images in {out / 'maps'}; scores: {r.csv}")
+        _folder_raw(r, loaded, names, per_method, target, seed)
         return
     x = loaded.preprocess(image)
     if target is None:  # the predicted class, fixed once so every method explains the same decision

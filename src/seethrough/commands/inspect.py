@@ -39,11 +39,18 @@ def _save(picture, out: Path) -> None:
     typer.echo(f"wrote {out}")
 
 
+def _raw(folder: Path, name: str, result, **how) -> None:
+    """The command's numbers beside its picture (seethrough.raw.save_raw), said in its last line."""
+    from ..raw import save_raw
+
+    typer.echo(save_raw(folder, name, result, **how))
+
+
 @app.command()
 @no_input
 def filters(
     layer: list[str] = LayerOpt,
-    out: Path = out_option("filters", "filters.png"),
+    out: Path = out_option("filters", "filters.png, filters.npz/.json (the weights)"),
     model: str = ModelOpt,
     arch: Optional[str] = ArchOpt,
     unsafe_pickle: bool = UnsafeOpt,
@@ -61,13 +68,14 @@ def filters(
     w = _filters(loaded.model, layer, filters=n_filters, channels=channels)
     title = f"{loaded.name} · {layer} · {w.shape[0]} filters × {w.shape[1]} input channels ({w.shape[2]}×{w.shape[3]})"
     _save(filter_figure(w, title=title), out_dir(out) / "filters.png")
+    _raw(out, "filters", {"weight": w}, options={"layer": layer, "filters": n_filters, "channels": channels})
 
 
 @app.command()
 def activations(
     image: Path = typer.Argument(..., help="an image file, or a bundled photo's name (see `seethrough images`)"),
     layer: list[str] = LayerOpt,
-    out: Path = out_option("activations", "activations.png"),
+    out: Path = out_option("activations", "activations.png, activations.npz/.json"),
     model: str = ModelOpt,
     arch: Optional[str] = ArchOpt,
     unsafe_pickle: bool = UnsafeOpt,
@@ -89,12 +97,14 @@ def activations(
     shown = pick_channels(act, n, how=how, seed=seed)
     title = f"{image.name} · {loaded.name} · {layer} · {len(shown)} of {act.shape[0]} channels ({how})"
     _save(activation_figure(act, shown, title=title), out_dir(out) / "activations.png")
+    _raw(out, "activations", {"activation": act.unsqueeze(0), "shown": shown},
+         options={"image": str(image), "layer": layer, "n": n, "how": how}, seed=seed if how == "random" else None)
 
 
 @app.command()
 def stats(
     layer: list[str] = layer_option(...),
-    out: Optional[Path] = out_option(None, "histograms.png (only when -o is given)"),
+    out: Optional[Path] = out_option(None, "histograms.png, stats.npz/.json/.csv (only when -o is given)"),
     model: str = ModelOpt,
     arch: Optional[str] = ArchOpt,
     unsafe_pickle: bool = UnsafeOpt,
@@ -111,13 +121,18 @@ def stats(
         typer.echo(f"{name:24s} samples {s.count:5d}  units {s.active.numel():5d}  dead {s.dead_fraction:6.1%}  "
                    f"sparsity {s.sparsity:6.1%}  mean {s.mean:9.4g}  std {s.std:9.4g}")
     if out is not None:
+        import pandas as pd
+
         _save(histogram_plot(res, title=loaded.name), out_dir(out) / "histograms.png")
+        table = pd.DataFrame([{"layer": name, "samples": s.count, "units": s.active.numel(), "dead": s.dead_fraction,
+                               "sparsity": s.sparsity, "mean": s.mean, "std": s.std} for name, s in res.items()])
+        _raw(out, "stats", dict(res), table=table, options={"layers": list(res), "data": data})
 
 
 @app.command()
 def topk(
     layer: list[str] = LayerOpt,
-    out: Path = out_option("topk", "topk.png"),
+    out: Path = out_option("topk", "topk.png, topk.npz/.json/.csv"),
     model: str = ModelOpt,
     arch: Optional[str] = ArchOpt,
     unsafe_pickle: bool = UnsafeOpt,
@@ -140,6 +155,7 @@ def topk(
     if res.boxes is None:
         for u, idx, val in zip(res.units.tolist(), res.indices.tolist(), res.values.tolist()):
             typer.echo(f"unit {u}: " + ", ".join(f"#{i} ({v:.3g})" for i, v in zip(idx, val)))
+        _raw(out_dir(out), "topk", res)
         return
     show = res if unit is not None else res.head(units)
     c, p = topk_examples(loaded.model, x, show, projection=None if projection == "none" else projection)
@@ -148,11 +164,12 @@ def topk(
     for i, (u, idx) in enumerate(zip(show.units.tolist(), show.indices.tolist())):
         caption = topk_caption(u, show.values[i], len(x))  # a unit that never fires has no "top k" to list
         typer.echo(f"unit {u}: {caption.split(' · ', 1)[1]}" if "never fires" in caption else f"unit {u}: inputs {idx}")
+    _raw(out, "topk", res)
 
 
 @app.command()
 def hyperplanes(
-    out: Path = out_option("hyperplanes", "step-NNNNN.png frames and hyperplanes.gif"),
+    out: Path = out_option("hyperplanes", "step-NNNNN.png frames, hyperplanes.gif, hyperplanes.npz/.json/.csv"),
     steps: int = typer.Option(1000, "--steps"),
     seed: int = seed_option("seed of the initial weights"),
 ):
@@ -168,3 +185,4 @@ def hyperplanes(
     save_gif(frames, out / "hyperplanes.gif")
     typer.echo(f"wrote {len(frames)} frames and {out / 'hyperplanes.gif'}; final loss {run.snapshots[-1].loss:.3f}, "
                f"accuracy {run.snapshots[-1].accuracy:.1%}")
+    _raw(out, "hyperplanes", run)

@@ -6,6 +6,7 @@ from typing import Optional
 
 import typer
 
+from ..raw import save_raw
 from .base import ArchOpt, ModelOpt, ShaOpt, UnsafeOpt, app, layer_option, load, out_dir, out_option, renamed, seed_option
 
 SeedOpt = seed_option("random seed (noise, transforms)")
@@ -27,7 +28,7 @@ def visualize(
     objective: list[str] = typer.Argument(..., help="objectives, one image each: logit:C, logprob:C, channel:LAYER:C, "
                                                     "neuron:LAYER:C[:Y:X], layer:LAYER, direction:LAYER:v1,v2,…; "
                                                     "combine with + / - and k*"),
-    out: Path = out_option("visualize", "visualize.png (the gallery)"),
+    out: Path = out_option("visualize", "visualize.png (the gallery), visualize.npz/.json/.csv"),
     model: str = ModelOpt,
     arch: Optional[str] = ArchOpt,
     unsafe_pickle: bool = UnsafeOpt,
@@ -60,6 +61,7 @@ def visualize(
     for obj, seen, first, last in zip(res.names, titles, res.trace[:, 0].tolist(), res.trace[:, -1].tolist()):
         typer.echo(f"{obj}: objective {first:.3g} → {last:.3g}; model predicts {seen[2:]}")
     typer.echo(f"wrote {out}")
+    typer.echo(save_raw(out.parent, "visualize", res))  # the images as optimised, the traces, the settings
 
 
 def _titles(loaded, names, x) -> list[str]:
@@ -74,7 +76,7 @@ def _titles(loaded, names, x) -> list[str]:
 def dream(
     image: Path = typer.Argument(..., help="a photo file (any PIL-readable format) or a bundled photo's name (`seethrough images`)"),
     layer: list[str] = layer_option(["blocks.10"], help="layer(s) whose ‖h‖² to amplify: repeat -l or separate by commas"),
-    out: Path = out_option("dream", "dream.png"),
+    out: Path = out_option("dream", "dream.png, dream.npz/.json/.csv"),
     model: str = ModelOpt,
     arch: Optional[str] = ArchOpt,
     unsafe_pickle: bool = UnsafeOpt,
@@ -94,13 +96,14 @@ def dream(
     out = out_dir(out) / "dream.png"
     to_image(res.x[0]).save(out)
     typer.echo(f"‖h‖² {res.trace[0, 0].item():.3g} → {res.trace[0, -1].item():.3g}; wrote {out}")
+    typer.echo(save_raw(out.parent, "dream", res))
 
 
 @app.command()
 def invert(
     image: Path = typer.Argument(..., help="a photo file (any PIL-readable format) or a bundled photo's name (`seethrough images`)"),
     layer: list[str] = layer_option(..., help="layer(s) to invert, one image per depth: repeat -l or separate by commas"),
-    out: Path = out_option("invert", "invert.png (the original, then one reconstruction per layer)"),
+    out: Path = out_option("invert", "invert.png (the original, then one reconstruction per layer), invert.npz/.json"),
     model: str = ModelOpt,
     arch: Optional[str] = ArchOpt,
     unsafe_pickle: bool = UnsafeOpt,
@@ -129,3 +132,6 @@ def invert(
     out = out_dir(out) / "invert.png"
     gallery(torch.cat([x, *(r.x for r in results)]), titles, title=f"{loaded.name} · inversion · {steps} steps").save(out)
     typer.echo(f"wrote {out}")
+    typer.echo(save_raw(out.parent, "invert", {"original": x, **{r.layer: r for r in results}},
+                        options={"image": str(image), "layers": [r.layer for r in results], "steps": steps, "tv": tv,
+                                 "alpha": alpha, "l2": l2}, seed=seed))

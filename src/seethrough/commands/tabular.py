@@ -137,4 +137,10 @@ def explain_rows(loaded, methods: list[str], *, row: int | None, csv_path: Path 
         w = csv.writer(f)
         w.writerow(["row", "method", "class", "label", "score", "base", "sum", *names])
         w.writerows(lines)
-    return [*written, table]
+    from ..results import write_maps  # as for an image: maps.npz (method → (rows, features)) and scores.json
+
+    maps = {m: getattr(a, "attributions", a).detach().reshape(len(x), -1) for m, a in attributions.items()}
+    arrays, scores = write_maps(out, maps, {"rows": [str(r) for r in ids], "model": loaded.name, "target": target,
+                                            "classes": classes, "features": list(names), "methods": list(methods),
+                                            "options": options or {m: {} for m in methods}})
+    return [*written, table, arrays, scores]

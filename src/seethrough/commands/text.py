@@ -10,6 +10,7 @@ from typing import Optional
 
 import typer
 
+from ..raw import raw_line, save_raw
 from .base import app, layer_option, no_input, one_layer, out_dir, out_option, renamed, seed_option, target_option
 
 TEXT_MODELS = ("minilm-l6-topics", "minilm-l6")
@@ -77,7 +78,7 @@ def explain_text(
                                "methods (saliency, grad-x-input, integrated-gradients, occlusion, lime, kernel-shap)"),
     target: Optional[int] = target_option(None, "topic to explain (default: the predicted one)"),
     model: Optional[str] = TextModelOpt,
-    out: Path = out_option("explain-text", "METHOD.png, explain.html, words.csv"),
+    out: Path = out_option("explain-text", "METHOD.png, explain.html, words.csv, explain-text.npz/.json/.csv"),
     seed: int = seed_option("seed of the random methods (lime, kernel-shap) and of the random deletion baseline"),
 ):
     """Colour the words of SENTENCE by how much each drove the topic (or, with --pair, the similarity)."""
@@ -92,7 +93,7 @@ def explain_text(
     net, prep, labels, name = text_model(model, pair)
     t = prep(sentence)
     out.mkdir(parents=True, exist_ok=True)
-    parts, rows = [], []
+    parts, rows, values, scores = [], [], {}, []
     for m in names:
         e = _explain(net, t, m, target, **({"seed": seed} if m in METHODS and takes_seed(m) else {}))
         c = word_curves(net, t, e.word_scores, e.target, seed=seed)
@@ -101,12 +102,19 @@ def explain_text(
         tokens_image(e.words, e.word_scores, title=title).save(out / f"{m}.png")
         parts.append(tokens_html(e.words, e.word_scores, title=title))
         rows.extend([m, w, f"{v:.6g}"] for w, v in zip(e.words, e.word_scores.tolist()))
+        values[m], values[f"{m}-curves"] = e, c
+        scores.append({"method": m, "target": e.target, "deletion_auc": c.deletion_auc,
+                       "insertion_auc": c.insertion_auc, "random_deletion_auc": c.random_deletion_auc})
         typer.echo(f"{m}: " + " ".join(f"{w}({v:+.3f})" for w, v in zip(e.words, e.word_scores.tolist())))
     (out / "explain.html").write_text("<!doctype html><meta charset='utf-8'><body style='font:15px sans-serif'>"
                                       + "\n".join(parts) + "</body>", encoding="utf-8")
     with open(out / "words.csv", "w", newline="", encoding="utf-8") as f:
         csv.writer(f).writerows([["method", "word", "score"], *rows])
     typer.echo(f"written to {out}")
+    import pandas as pd
+
+    typer.echo(save_raw(out, "explain-text", values, table=pd.DataFrame(scores), seed=seed,
+                        options={"sentence": sentence, "pair": pair, "methods": names, "target": target, "model": name}))
 
 
 @app.command()
@@ -117,7 +125,7 @@ def attention(
     head: Optional[int] = typer.Option(None, "--head", help="head of the head view PNG (default: the layer's mean)"),
     model: Optional[str] = typer.Option("minilm-l6", "--model", "-m", help="minilm-l6 or minilm-l6-topics"),
     out: Path = out_option("attention", "head-view.png, model-view.png, attention.html (self-contained), rollout.png, "
-                           "flow.png"),
+                           "flow.png, attention.npz/.json"),
 ):
     """Draw every layer's and head's attention on SENTENCE, and its attention rollout and flow."""
     from .. import zoo
@@ -140,10 +148,14 @@ def attention(
     figure_to_image(head_view(att[0], t.tokens[0], layer, head)).save(out / "head-view.png")
     figure_to_image(model_view(att[0], t.tokens[0])).save(out / "model-view.png")
     (out / "attention.html").write_text(attention_html(att[0], t.tokens[0], title=f"{model} · {sentence}"), encoding="utf-8")
+    values = {"attention": att}
     for name, r in (("rollout", rollout(att)), ("flow", flow(att))):
         words, ws = _word_sums(token_relevance(r)[0].double(), t)
         tokens_image(words, ws, title=f"attention {name} (mean over the tokens' rows)").save(out / f"{name}.png")
+        values[name], values[f"{name}-words"] = r, ws
     typer.echo(f"{layers} layers × {heads} heads over {len(t.tokens[0])} tokens; written to {out}")
+    typer.echo(save_raw(out, "attention", values, options={"sentence": sentence, "model": model, "layer": layer,
+                                                           "head": head, "tokens": list(t.tokens[0]), "words": words}))
 
 
 @app.command()
@@ -151,7 +163,7 @@ def probe(
     n: int = renamed("--samples", "--n", 1000, "generated sentences per set (two sets: plain and bigram-shifted)"),
     tasks: Optional[str] = typer.Option(None, "--tasks", help="comma-separated probing tasks (default: all six)"),
     seed: int = seed_option("seed of the generated sentences and the probes"),
-    out: Path = out_option("probe", "probe.png (accuracy by layer) and probe.csv"),
+    out: Path = out_option("probe", "probe.png (accuracy by layer), probe.csv, probe.npz/.json"),
 ):
     """Probe minilm-l6's layers for sentence length, word content, bigram shift, tense and subject/object number."""
     import csv
@@ -181,6 +193,8 @@ def probe(
         typer.echo(f"{task:15s} best layer {best}: accuracy {float(r.accuracy[task][best]):.1%}, selectivity "
                    f"{float(r.selectivity[task][best]):+.1%}")
     typer.echo(f"written to {out}")
+    saved = r.save(out.with_suffix(""))  # probe.npz + probe.json; probe.csv above is already its table
+    typer.echo(raw_line([saved.with_suffix(".npz"), saved, out.with_suffix(".csv")]))
 
 
 @app.command()
@@ -189,7 +203,7 @@ def bias(
                                         "(default: 24 occupations)"),
     direction: str = typer.Option("pca", "--direction", help="pca (of the definitional pairs) or difference (he − she)"),
     pieces: str = typer.Option("error", "--pieces", help="a word of several word pieces: error (refuse) or mean (average them)"),
-    out: Path = out_option("bias", "bias.png (the projection figure)"),
+    out: Path = out_option("bias", "bias.png (the projection figure), bias.npz/.json/.csv"),
     seed: int = seed_option("seed of the WEAT permutation test"),
 ):
     """Project words of minilm-l6's input embeddings on the gender direction; WEAT before and after neutralising."""
@@ -213,10 +227,18 @@ def bias(
     typer.echo(f"gender direction: {direction}" + (f" (first component: {share:.0%} of the pairs' variance)" if direction == "pca" else ""))
     for w, v in sorted(zip(names, before.tolist()), key=lambda p: p[1]):
         typer.echo(f"  {w:15s} {v:+.3f}")
+    values = {"direction": g, "before": before, "after": after}
     for label, sets in (("WEAT 6 career/family × male/female names", (B.WEAT_CAREER, B.WEAT_FAMILY, B.WEAT_MALE_NAMES, B.WEAT_FEMALE_NAMES)),
                         ("WEAT 8 science/arts × male/female terms", (B.WEAT_SCIENCE, B.WEAT_ARTS, B.WEAT_MALE, B.WEAT_FEMALE))):
         x, y, a, b = (B.word_vectors(net, tok, list(s)).double() for s in sets)
         r0, r1 = B.weat(x, y, a, b, seed=seed), B.weat(B.neutralise(x, g), B.neutralise(y, g), a, b, seed=seed)
         typer.echo(f"{label}: effect size {r0.effect_size:+.2f} (p = {r0.p_value:.3f}); after neutralising the targets "
                    f"{r1.effect_size:+.2f} (p = {r1.p_value:.3f})")
+        key = label.split(" ")[0].lower() + label.split(" ")[1]  # weat6, weat8
+        values[key], values[f"{key}-neutralised"] = r0, r1
     typer.echo(f"written to {out}")
+    import pandas as pd
+
+    table = pd.DataFrame({"word": names, "before": before.tolist(), "after": after.tolist()})
+    typer.echo(save_raw(out.parent, "bias", values, table=table, seed=seed,
+                        options={"words": names, "direction": direction, "pieces": pieces, "share": share}))

@@ -55,7 +55,11 @@ def linear_importance(weights: torch.Tensor | nn.Linear, names: Sequence[str] | 
 
 
 @dataclass(frozen=True)
-class LogisticFit:
+class LogisticFit(ResultProtocol):
+    """A fitted logistic regression: ``model`` (on standardised features), the names, the standardisation,
+    the held-out accuracy and the held-out rows. Saved, the ``nn.Linear`` is stored as its weight and bias
+    arrays and rebuilt on load (no pickle)."""
+
     model: nn.Linear  # the fitted logistic regression, on standardised features
     names: list[str]
     mean: torch.Tensor
@@ -63,6 +67,35 @@ class LogisticFit:
     accuracy: float  # on the held-out quarter
     x_test: torch.Tensor  # standardised
     y_test: torch.Tensor
+    options: dict = field(default_factory=dict)
+    seed: int | None = None
+
+    def summary(self) -> str:
+        """``"logistic regression on 30 features: held-out accuracy 0.958 (143 rows)"``."""
+        return (f"logistic regression on {len(self.names)} features: held-out accuracy {self.accuracy:.3f} "
+                f"({len(self.y_test)} rows)")
+
+    def to_frame(self):
+        """One row per feature: its name, weight (logit of "benign" per standard deviation), mean and std."""
+        import pandas as pd
+
+        return pd.DataFrame({"feature": self.names, "weight": self.model.weight.detach()[0].double().tolist(),
+                             "mean": self.mean.double().tolist(), "std": self.std.double().tolist()})
+
+    def _state(self) -> dict:
+        state = super()._state()
+        lin = state.pop("model")
+        state["weight"], state["bias"] = lin.weight.detach().clone(), lin.bias.detach().clone()
+        return state
+
+    @classmethod
+    def _restore(cls, values: dict):
+        weight, bias = values.pop("weight"), values.pop("bias")
+        lin = nn.Linear(weight.shape[1], weight.shape[0]).to(weight.dtype)
+        with torch.no_grad():
+            lin.weight.copy_(weight)
+            lin.bias.copy_(bias)
+        return super()._restore({**values, "model": lin.eval()})
 
 
 def breast_cancer_logistic(seed: int = 0, C: float = 1.0) -> LogisticFit:
@@ -92,4 +125,5 @@ def breast_cancer_logistic(seed: int = 0, C: float = 1.0) -> LogisticFit:
         lin.bias.copy_(torch.as_tensor(clf.intercept_, dtype=torch.float32))
     zt = z[ite].float()
     acc = ((lin(zt).squeeze(1) > 0).long() == y[ite]).double().mean().item()
-    return LogisticFit(lin.eval(), [str(n) for n in raw.feature_names], mean.float(), std.float(), acc, zt, y[ite])
+    return LogisticFit(lin.eval(), [str(n) for n in raw.feature_names], mean.float(), std.float(), acc, zt, y[ite],
+                       {"C": C}, seed)

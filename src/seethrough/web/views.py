@@ -228,7 +228,7 @@ def entry_options(family: str, name: str, raw: str | dict) -> dict[str, Any]:
     {'steps': 64}
     >>> entry_options("attribution", "saliency", '{"steps": 64}')
     Traceback (most recent call last):
-    ValueError: saliency takes no option --steps; it takes --abs, --layer, --unit
+    ValueError: saliency takes no option --steps; it takes --abs, --score, --layer, --unit, --reduce
     """
     from ..catalog import get
 

@@ -59,42 +59,58 @@ def build(ctx: Context) -> list:
                         f"{len(rows)} entries in {len(FAMILIES)} families."))
 
     name, model, x, target = _input(ctx)
+    figure, maps = every_method(ctx, sw, name, model, x, target)
+    y = torch.tensor([target])
+    return out + [figure, every_attack(ctx, sw, name, model, x, y), every_metric(ctx, sw, name, model, x, target, maps)]
+
+
+def every_method(ctx: Context, sw, name: str, model, x: torch.Tensor, target) -> tuple:
+    """Every registered image attribution method at its defaults on ``x``: the panel (a figure block)
+    and the maps; a method that refuses the model is named in the caption with its reason."""
     methods = [s for s in entries("attribution").values() if "image" in s.kinds]
     maps, failed = {}, []
-    for spec in ctx.bar(methods, desc="catalogue: methods", total=len(methods)):
+    for spec in ctx.bar(methods, desc="every method", total=len(methods)):
         try:
             maps[spec.name] = attribute(model, x, spec.name, target=target)
-        except (ValueError, TypeError) as e:  # e.g. a user method that needs an option: said, not hidden
+        except (ValueError, TypeError) as e:  # e.g. CAM on a head that is not pooling + linear: said, not hidden
             failed.append(f"{spec.name}: {e}")
-    out.append(sw.figure(f"Every image attribution method at its defaults ({name})",
-                         panel(x, maps, title=f"{name} · class {target} · default options"),
-                         f"{len(maps)} of {len(methods)} registered image methods, each called as "
-                         "see.attribute(model, x, name, target) with no option."
-                         + (" Not drawn: " + "; ".join(failed) if failed else ""),
-                         model=name, methods=",".join(maps), options="defaults", seed=0))
+    classes = target if isinstance(target, int) else ", ".join(map(str, torch.as_tensor(target).tolist()))
+    figure = sw.figure(f"Every image attribution method at its defaults ({name})",
+                       panel(x, maps, title=f"{name} · class {classes} · default options"),
+                       f"{len(maps)} of {len(methods)} registered image methods, each called as "
+                       "see.attribute(model, x, name, target) with no option."
+                       + (" Not drawn: " + "; ".join(failed) if failed else ""),
+                       model=name, methods=",".join(maps), options="defaults", seed=0)
+    return figure, maps
 
-    y = torch.tensor([target])
+
+def every_attack(ctx: Context, sw, name: str, model, x: torch.Tensor, y: torch.Tensor):
+    """Every registered attack at its defaults on ``x`` (labels ``y``): a table block."""
     rows = []
-    for spec in ctx.bar(list(entries("attack").values()), desc="catalogue: attacks"):
+    for spec in ctx.bar(list(entries("attack").values()), desc="every attack"):
         r = attack(model, x, spec.name, label=y, progress=False)
-        rows.append([spec.name, spec.paper, _options_text(spec), str(int(r.pred[0])), "yes" if bool(r.success[0]) else "no",
-                     f"{float(r.linf[0]):.2f}"])
-    out.append(sw.table(f"Every attack at its defaults ({name}, class {target})",
-                        ["attack", "paper", "options", "class after", "flipped", "L∞ (0-255)"], rows,
-                        "Each registered attack called as see.attack(model, x, name) with no option.", model=name, seed=0))
+        for i in range(len(x)):
+            rows.append([spec.name, spec.paper, _options_text(spec), str(int(y[i])), str(int(r.pred[i])),
+                         "yes" if bool(r.success[i]) else "no", f"{float(r.linf[i]):.2f}"])
+    return sw.table(f"Every attack at its defaults ({name})",
+                    ["attack", "paper", "options", "class before", "class after", "flipped", "L∞ (0-255)"], rows,
+                    "Each registered attack called as see.attack(model, x, name) with no option.", model=name, seed=0)
 
+
+def every_metric(ctx: Context, sw, name: str, model, x: torch.Tensor, target, maps: dict):
+    """Every registered metric at its defaults on the saliency map of ``x``: a table block."""
     a = maps.get("saliency", attribute(model, x, "saliency", target=target))
     rows = []
-    for spec in ctx.bar(list(entries("metric").values()), desc="catalogue: metrics"):
+    for spec in ctx.bar(list(entries("metric").values()), desc="every metric"):
         fn, takes = spec.fn, spec.extra.get("takes", "map")
         r = fn(model, x, "saliency" if takes == "method" else a, target, progress=False)
         score = getattr(r, "score", getattr(r, "values", None))  # a curve's area, or a per-sample score
         rnd = getattr(r, "random_score", getattr(r, "baseline", None))
-        rows.append([spec.name, spec.paper, spec.extra.get("better", ""), _fmt(score[0]) if score is not None else "",
-                     _fmt(rnd[0]) if rnd is not None else ""])
-    out.append(sw.table(f"Every metric on the saliency map ({name}, class {target})",
-                        ["metric", "paper", "better", "score", "random ranking"], rows,
-                        "Each registered metric at its defaults on the same saliency map (a method metric re-runs "
-                        "saliency); the random-ranking column is the metric's own baseline where it has one.",
-                        model=name, method="saliency", seed=0))
-    return out
+        rows.append([spec.name, spec.paper, spec.extra.get("better", ""),
+                     _fmt(score.double().mean()) if score is not None else "",
+                     _fmt(rnd.double().mean()) if rnd is not None else ""])
+    return sw.table(f"Every metric on the saliency map ({name})",
+                    ["metric", "paper", "better", "score", "random ranking"], rows,
+                    "Each registered metric at its defaults on the same saliency map (a method metric re-runs "
+                    f"saliency), the mean over {len(x)} input(s); the random-ranking column is the metric's own "
+                    "baseline where it has one.", model=name, method="saliency", seed=0)

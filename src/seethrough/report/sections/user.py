@@ -15,7 +15,6 @@ from ... import zoo
 from ..registry import Context, Text, section
 
 _SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
-METHODS = ("saliency", "integrated-gradients")
 
 
 def user_inputs(ctx: Context) -> tuple[list[str], torch.Tensor]:
@@ -63,21 +62,35 @@ def user_model(ctx: Context) -> list:
     return [card, table]
 
 
-@section("user-attribution", "Your model: attribution", order=20, models="user")
-def user_attribution(ctx: Context) -> list:
-    from ...attribution import attribute
+def _predicted(ctx: Context) -> tuple:
+    """``(model, name, image names, images, predicted classes)`` of the user's model on its images."""
     from ...hooks import forward
     from ...outputs import MODEL_HINT, class_output
-    from ...render import panel
 
-    sw = ctx.stopwatch()
     model, name = ctx.user.model, ctx.user.name
     names, x = user_inputs(ctx)
-    target = class_output(forward(model, x), hint=MODEL_HINT).argmax(1)
-    maps = {m: attribute(model, x, m, target=target) for m in METHODS}
-    title = " · ".join(f"{n}: {_label(ctx, int(c))}" for n, c in zip(names, target.tolist()))
-    return [Text(f"{', '.join(METHODS)} of each image's predicted class; methods that need a zoo-specific layer "
-                 "choice (the CAM family) are in `seethrough explain -m ... --layer`."),
-            sw.figure("Attribution of the predicted class", panel(x, maps, title=title),
-                      f"Rows: the images; columns: the image, then {', '.join(METHODS)} (default options) for "
-                      "the class the model predicts.", model=name, methods=",".join(METHODS))]
+    return model, name, names, x, class_output(forward(model, x), hint=MODEL_HINT).argmax(1)
+
+
+@section("user-attribution", "Your model: every attribution method", order=20, models="user")
+def user_attribution(ctx: Context) -> list:
+    """Every registered image method (the registry, nothing hand-listed) at its defaults on the user's images."""
+    from .catalogue import every_method
+
+    sw = ctx.stopwatch()
+    model, name, names, x, target = _predicted(ctx)
+    figure, _ = every_method(ctx, sw, name, model, x, target)
+    said = " · ".join(f"{n}: {_label(ctx, int(c))}" for n, c in zip(names, target.tolist()))
+    return [Text(f"Every registered image attribution method of each image's predicted class ({said}), at its "
+                 "default options; the CAM family explains the last convolution, `seethrough explain -m ... "
+                 "--layer` picks another. A method that refuses the model says why under the panel."), figure]
+
+
+@section("user-trust", "Your model: faithfulness and robustness", order=60, models="user")
+def user_trust(ctx: Context) -> list:
+    """Every registered metric on the saliency map and every registered attack, on the user's images."""
+    from .catalogue import every_attack, every_metric
+
+    sw = ctx.stopwatch()
+    model, name, _, x, target = _predicted(ctx)
+    return [every_metric(ctx, sw, name, model, x, target, {}), every_attack(ctx, sw, name, model, x, target)]
