@@ -255,12 +255,26 @@ def _plain(text: str, limit: int = 160) -> str:
     return text
 
 
+_DERIVED: dict[tuple, tuple[Option, ...]] = {}
+
+
 def options_from(fn: Callable, *, skip: Sequence[str] = SHARED, declared: dict[str, dict] | None = None,
                  impl: Callable | None = None, fixed: Sequence[str] = ()) -> tuple[Option, ...]:
     """The options of ``fn`` (or of ``impl``, the function a thin registry wrapper forwards to):
     every parameter not in ``skip``/``fixed`` and not ``*args``/``**kwargs``, in signature order,
     plus ``declared`` ones (a wrapper taking ``**options``), declared fields overriding derived ones.
+
+    Derived once per function and arguments (a signature does not change while the process runs), so
+    the explorer's ``/api/info`` and every ``--help`` read the whole catalog in milliseconds.
     """
+    key = (impl or fn, tuple(skip), tuple(fixed), repr(declared))
+    if key not in _DERIVED:
+        _DERIVED[key] = _derive(fn, skip, declared, impl, fixed)
+    return _DERIVED[key]
+
+
+def _derive(fn: Callable, skip: Sequence[str], declared: dict[str, dict] | None, impl: Callable | None,
+            fixed: Sequence[str]) -> tuple[Option, ...]:
     target = impl or fn
     declared = dict(declared or {})
     try:
