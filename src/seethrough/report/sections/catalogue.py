@@ -16,7 +16,7 @@ from ...attribution import attribute
 from ...catalog import FAMILIES, entries
 from ...hooks import forward
 from ...outputs import class_output
-from ...render import panel
+from ...render import for_display, panel
 from ..registry import Context, Text, section
 
 # Quick: one digit on lenet-digits (seconds); full: a photo on efficientnet-lite0 (every method at its
@@ -76,7 +76,8 @@ def every_method(ctx: Context, sw, name: str, model, x: torch.Tensor, target) ->
             failed.append(f"{spec.name}: {e}")
     classes = target if isinstance(target, int) else ", ".join(map(str, torch.as_tensor(target).tolist()))
     figure = sw.figure(f"Every image attribution method at its defaults ({name})",
-                       panel(x, maps, title=f"{name} · class {classes} · default options"),
+                       panel(x, {n: for_display(n, a) for n, a in maps.items()},  # RISE minus its mean, as everywhere
+                             title=f"{name} · class {classes} · default options"),
                        f"{len(maps)} of {len(methods)} registered image methods, each called as "
                        "see.attribute(model, x, name, target) with no option."
                        + (" Not drawn: " + "; ".join(failed) if failed else ""),
