@@ -163,39 +163,50 @@ class Spec:
     def parse_cli(self, args: Sequence[str]) -> dict[str, Any]:
         """``["--steps", "128", "--no-abs", "--window=32,32"]`` → the checked options dict."""
         flags = {o.flag: o for o in self.options}
-        out: dict[str, Any] = {}
-        i, args = 0, list(args)
-        while i < len(args):
-            arg = args[i]
-            if not arg.startswith("--"):
-                raise ValueError(f"{self.name}: unexpected argument {arg!r}; method options look like --name VALUE")
-            flag, eq, value = arg.partition("=")
-            opt = flags.get(flag)
-            if opt is None and flag.startswith("--no-") and flags.get("--" + flag[5:], Option("")).type == "bool":
-                out[flags["--" + flag[5:]].name] = False
-                i += 1
-                continue
-            if opt is None:
-                self.check({flag[2:].replace("-", "_"): None})  # raises the one-line error listing the options
-            if not eq:
-                if opt.type == "bool" and (i + 1 == len(args) or args[i + 1].startswith("--")):
-                    value = "true"
-                elif i + 1 < len(args):
-                    i += 1
-                    value = args[i]
-                else:
-                    raise ValueError(f"{self.name} {flag} needs a value")
-            if opt.name in out:
-                raise ValueError(f"{self.name} {flag} given twice")
-            out[opt.name] = value
-            i += 1
-        return self.check(out)
+        raw = split_flags(args, flags, self.name)
+        return self.check({(flags[f].name if f in flags else f[2:].replace("-", "_")): v for f, v in raw.items()})
 
     def help(self) -> str:
         """The entry's block for ``--help`` and docs: name, paper, one line per option."""
         head = f"{self.name}" + (f" ({self.paper})" if self.paper else "")
         lines = [head] + [f"    {o.describe()}" for o in self.options]
         return "\n".join(lines)
+
+
+def split_flags(args: Sequence[str], flags: dict[str, Option], where: str = "") -> dict[str, Any]:
+    """``{flag: raw value}`` from ``--flag value`` / ``--flag=value`` / ``--bool`` / ``--no-bool``; a
+    repeated flag is an error. An unknown flag is kept (with the value after it) for the caller to
+    name in its own error, which knows what was expected.
+
+    >>> split_flags(["--steps", "8", "--no-abs"], {"--steps": Option("steps", "int"), "--abs": Option("abs", "bool")})
+    {'--steps': '8', '--abs': 'false'}
+    """
+    head = f"{where}: " if where else ""
+    out: dict[str, Any] = {}
+    i, args = 0, list(args)
+    while i < len(args):
+        arg = args[i]
+        if not arg.startswith("--"):
+            raise ValueError(f"{head}unexpected argument {arg!r}; options look like --name VALUE")
+        flag, eq, value = arg.partition("=")
+        if flag not in flags and flag.startswith("--no-") and getattr(flags.get("--" + flag[5:]), "type", "") == "bool":
+            flag, eq, value = "--" + flag[5:], "=", "false"
+        opt = flags.get(flag)
+        if not eq:
+            if opt is not None and opt.type == "bool" and (i + 1 == len(args) or args[i + 1].startswith("--")):
+                value = "true"
+            elif i + 1 < len(args) and not args[i + 1].startswith("--"):
+                i += 1
+                value = args[i]
+            elif opt is None:
+                value = "true"  # an unknown flag alone: reported by the caller, naming it
+            else:
+                raise ValueError(f"{head}{flag} needs a value")
+        if flag in out:
+            raise ValueError(f"{head}{flag} given twice: give it once")
+        out[flag] = value
+        i += 1
+    return out
 
 
 # ----------------------------------------------------------------------------- derivation

@@ -14,7 +14,7 @@ from typing import Any, Sequence
 
 from typer.core import TyperCommand
 
-from ..spec import Option
+from ..spec import Option, split_flags
 
 ENTRY_ARGS = "entry_args"  # the ctx.meta key holding the chosen entries' flags and values
 
@@ -121,7 +121,7 @@ def entry_options(family: str, names: Sequence[str], args: Sequence[str], comman
         for o in spec.options:
             flags.setdefault(o.flag, o)
     args = _renamed(list(args), specs, flags)
-    raw = _split(args, flags, command)
+    raw = split_flags(args, flags, command)
     out: dict[str, dict] = {n: {} for n in names}
     for flag, value in raw.items():
         takers = [n for n, s in specs.items() if any(o.flag == flag for o in s.options)]
@@ -152,34 +152,4 @@ def _renamed(args: list[str], specs: dict, flags: dict[str, Option]) -> list[str
             warnings.warn(f"{flag} is renamed {old[flag]}; the old spelling is removed in the next release", FutureWarning)
             a = old[flag] + eq + value
         out.append(a)
-    return out
-
-
-def _split(args: list[str], flags: dict[str, Option], command: str) -> dict[str, Any]:
-    """``--flag value`` / ``--flag=value`` / ``--bool`` / ``--no-bool`` pairs; a repeated flag is an error."""
-    out: dict[str, Any] = {}
-    i = 0
-    while i < len(args):
-        arg = args[i]
-        if not arg.startswith("--"):
-            raise ValueError(f"{command + ': ' if command else ''}unexpected argument {arg!r}; the chosen "
-                             "entries' options look like --name VALUE")
-        flag, eq, value = arg.partition("=")
-        if flag not in flags and flag.startswith("--no-") and getattr(flags.get("--" + flag[5:]), "type", "") == "bool":
-            flag, eq, value = "--" + flag[5:], "=", "false"
-        opt = flags.get(flag)
-        if not eq:
-            if opt is not None and opt.type == "bool" and (i + 1 == len(args) or args[i + 1].startswith("--")):
-                value = "true"
-            elif i + 1 < len(args) and not args[i + 1].startswith("--"):
-                i += 1
-                value = args[i]
-            elif opt is None:
-                value = "true"  # an unknown flag alone: reported by the caller, naming it
-            else:
-                raise ValueError(f"{command + ': ' if command else ''}{flag} needs a value")
-        if flag in out:
-            raise ValueError(f"{command + ': ' if command else ''}{flag} given twice: give it once")
-        out[flag] = value
-        i += 1
     return out
