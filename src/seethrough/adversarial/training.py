@@ -138,17 +138,22 @@ _VERSION = 1
 def _cached(recipe: dict, seed: int) -> nn.Module:
     from .. import zoo
     from ..zoo.lenet import cache_dir, cached_lenet  # the zoo's cache: one environment variable moves them all
+    from ..zoo.pinned import train_pinned
 
     # Hashed under the recipe's former key "lr", so the models cached before the rename stay valid.
     named = {("lr" if k == "step_size" else k): v for k, v in recipe.items()}
     blob = json.dumps({**named, "seed": seed, "version": _VERSION}, sort_keys=True).encode()
     path = cache_dir() / f"lenet-digits-adv-{hashlib.sha256(blob).hexdigest()[:12]}.pt"
 
-    def train() -> nn.Module:
-        x, y = zoo.digits("train")
-        return adversarial_training(zoo.load("lenet-digits")[0], x, y, seed=seed, **recipe)
+    return cached_lenet(path, lambda: train_pinned(_train_digits, recipe, seed))
 
-    return cached_lenet(path, train)
+
+def _train_digits(recipe: dict, seed: int) -> nn.Module:
+    """One cached digit model's training (module-level: :func:`seethrough.zoo.pinned.train_pinned` runs it)."""
+    from .. import zoo
+
+    x, y = zoo.digits("train")
+    return adversarial_training(zoo.load("lenet-digits")[0], x, y, seed=seed, **recipe)
 
 
 def digits_model(seed: int = 1) -> nn.Module:

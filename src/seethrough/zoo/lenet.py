@@ -19,6 +19,7 @@ from torch import nn
 
 # The cache lives in .cache; these names stay importable from here for the other cached models.
 from .cache import cache_dir, cached_state
+from .pinned import train_pinned
 from .cache import save_atomic as _save_atomic  # noqa: F401
 
 SPLITS = ("train", "test", "all")
@@ -245,8 +246,9 @@ def lenet_digits(cache: bool = True) -> nn.Module:
     True
     """
     if not cache:
-        return train_lenet(epochs=_TRAIN_CONFIG["epochs"], seed=_TRAIN_CONFIG["seed"])
-    return cached_lenet(_cache_path(), lambda: train_lenet(epochs=_TRAIN_CONFIG["epochs"], seed=_TRAIN_CONFIG["seed"]),
+        return train_pinned(train_lenet, epochs=_TRAIN_CONFIG["epochs"], seed=_TRAIN_CONFIG["seed"])
+    return cached_lenet(_cache_path(),
+                        lambda: train_pinned(train_lenet, epochs=_TRAIN_CONFIG["epochs"], seed=_TRAIN_CONFIG["seed"]),
                         recipe=_recipe(), check=lambda m: accuracy_check(MIN_TEST_ACCURACY)(m))
 
 

@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .pinned import train_pinned
 from .lenet import _TRAIN_CONFIG, LeNet, _deterministic, _random_shift, cache_dir, cached_lenet, digits
 
 # v2: control patches on every class (v1 had none and learned "bright corner ⇒ 7"); a new version and the
@@ -124,7 +125,7 @@ def planted_twin(name: str, spec: str) -> nn.Module:
     if name != "lenet-digits":
         raise ValueError(f"only 'lenet-digits' has a planted-concept twin, not {name!r}")
     kind, cls, share = parse(spec)
-    return cached_lenet(cache_path(spec), lambda: train_planted(kind, cls, share), recipe=recipe(spec))
+    return cached_lenet(cache_path(spec), lambda: train_pinned(train_planted, kind, cls, share), recipe=recipe(spec))
 
 
 def recipe(spec: str) -> dict:

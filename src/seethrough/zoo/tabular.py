@@ -28,6 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .pinned import train_pinned
+
 SPLITS = ("train", "test", "all")
 CLASSES = ["malignant", "benign"]
 
@@ -250,7 +252,7 @@ def mlp_breast_cancer() -> nn.Sequential:
     """
     from .cache import cached_state
 
-    state = cached_state(_cache_path(), _recipe(), lambda: train_mlp().state_dict(), accuracy_check)
+    state = cached_state(_cache_path(), _recipe(), lambda: train_pinned(train_mlp).state_dict(), accuracy_check)
     model = mlp()
     model.load_state_dict(state)
     return model.eval()

@@ -80,8 +80,9 @@ def permuted_twin(name: str) -> nn.Module:
         raise ValueError(f"no permuted-label twin for {name!r}: only 'lenet-digits' can be retrained offline "
                          "(pass your own twin to see.sanity.data_randomization)")
     from .lenet import cached_lenet
+    from .pinned import train_pinned
 
-    return cached_lenet(_cache_path(), train_permuted_lenet, recipe={"name": "lenet-digits-permuted",
+    return cached_lenet(_cache_path(), lambda: train_pinned(train_permuted_lenet), recipe={"name": "lenet-digits-permuted",
                         "version": _CACHE_VERSION, **_PERMUTED_CONFIG}, check=twin_check)
 
 
