@@ -28,8 +28,10 @@ def test_explicit_batch_size_wins_and_results_are_in_order():
 
 def test_auto_probes_growing_sizes_then_keeps_the_cheapest(monkeypatch):
     # A fake clock: 1 + 0.1·size seconds per batch, so the per-item cost falls with the size
-    # up to the largest probe below the cap (16 here, the cap is 20 items).
+    # up to the largest probe below the cap (16 here, the cap is 20 items). Probing starts at 8, never 1 or 4,
+    # and only for more than PROBE_FROM items.
     fn, sizes = _recording()
+    n = batching.PROBE_FROM + 44
     clock = {"t": 0.0}
 
     def timed(start, stop):
@@ -37,10 +39,10 @@ def test_auto_probes_growing_sizes_then_keeps_the_cheapest(monkeypatch):
         return fn(start, stop)
 
     monkeypatch.setattr(batching.time, "perf_counter", lambda: clock["t"])
-    out = run_batched(timed, 200, item_bytes=100, memory_budget=2000, key="probe-test", progress=False)
-    assert torch.equal(out, torch.arange(200, dtype=torch.float64) ** 2)
-    assert sizes[:5] == [1, 4, 8, 16, 20]
-    assert set(sizes[5:-1]) == {20} and chosen_batch_size("probe-test") == 20
+    out = run_batched(timed, n, item_bytes=100, memory_budget=2000, key="probe-test", progress=False)
+    assert torch.equal(out, torch.arange(n, dtype=torch.float64) ** 2)
+    assert sizes[:3] == [8, 16, 20]
+    assert set(sizes[3:-1]) == {20} and chosen_batch_size("probe-test") == 20
     # The choice is remembered: the next call with the same key does not probe.
     fn2, sizes2 = _recording()
     run_batched(fn2, 40, key="probe-test", progress=False)
@@ -48,9 +50,9 @@ def test_auto_probes_growing_sizes_then_keeps_the_cheapest(monkeypatch):
 
 
 def test_auto_stops_probing_past_the_bottom_of_the_u(monkeypatch):
-    # Per-item cost lowest at 8: probing stops at the first size 15 % worse and keeps 8.
+    # Per-item cost lowest at 16: probing stops at the first size 15 % worse and keeps 16.
     fn, sizes = _recording()
-    per_item = {1: 1.0, 4: 0.5, 8: 0.3, 16: 0.6, 32: 0.7}
+    per_item = {8: 0.5, 16: 0.3, 32: 0.6, 64: 0.7}
     clock = {"t": 0.0}
 
     def timed(start, stop):
@@ -58,9 +60,21 @@ def test_auto_stops_probing_past_the_bottom_of_the_u(monkeypatch):
         return fn(start, stop)
 
     monkeypatch.setattr(batching.time, "perf_counter", lambda: clock["t"])
-    run_batched(timed, 100, progress=False, key="u-test")
-    assert sizes[:4] == [1, 4, 8, 16] and chosen_batch_size("u-test") == 8
-    assert set(sizes[4:-1]) == {8}
+    run_batched(timed, 400, progress=False, key="u-test")
+    assert sizes[:3] == [8, 16, 32] and chosen_batch_size("u-test") == 16
+    assert set(sizes[3:-1]) == {16}
+
+
+@pytest.mark.parametrize("n, want", [(50, [13, 13, 12, 12]), (16, [16]), (5, [5]), (17, [9, 8]), (40, [14, 13, 13])])
+def test_few_items_run_in_equal_batches_without_probing(monkeypatch, n, want):
+    """Up to PROBE_FROM items nothing is probed: the fewest batches of at most CPU_BATCH (16 here), sizes
+    differing by at most one, so no tail batch is tiny; and nothing is remembered (nothing was measured)."""
+    monkeypatch.setattr(batching, "_on_cuda", lambda device: False)
+    monkeypatch.setattr(batching, "CPU_BATCH", 16)
+    fn, sizes = _recording()
+    out = run_batched(fn, n, key=f"even-{n}", progress=False)
+    assert torch.equal(out, torch.arange(n, dtype=torch.float64) ** 2)
+    assert sizes == want and chosen_batch_size(f"even-{n}") is None
 
 
 def test_out_of_memory_halves_until_it_fits():

@@ -10,9 +10,9 @@ score is a class, a callable, or ``unit=``'s activation. What each gives with ``
 entry, :mod:`.conductance`) the path in input space read at the layer. The many noisy or
 interpolated copies of SmoothGrad and integrated gradients run through
 :func:`seethrough.batching.run_batched` and are accumulated as they arrive, so memory stays
-bounded by one batch. Those many passes run on a channels-last copy of a conv model
-(:func:`seethrough.attribution.masking.channels_last_copy`; forward + input gradient measured
-1.3-1.4× faster per image on EfficientNet-Lite0 at batch 8); the user's model keeps its layout.
+bounded by one batch. Those many passes run through :func:`seethrough.runner.fast`: a conv model is
+converted to channels-last in place for them and restored exactly afterwards, and ``compile=True``
+compiles its forward and backward (docs/speed.md).
 """
 from __future__ import annotations
 
@@ -25,14 +25,14 @@ from torch import nn
 from ..batching import bytes_per_item, model_key, run_batched
 from ..boundary import KINDS  # every gradient method serves every kind
 from ..hooks import hooks
+from ..runner import fast
 from ..results import ResultProtocol, call_options
 from ..targets import method_score
 from .common import check_positive_int, reject_unknown
-from .masking import channels_last_copy
 from ..deprecation import renamed
 from .registry import register
-from .where import (Where, baseline_values, finish, noise_scale, resolve, scores_and_gradient, scores_at, values_of,
-                    where)
+from .where import (Where, baseline_values, finish, gradient_at, noise_scale, resolve, scores_and_gradient, scores_at,
+                    values_of, where)
 
 __all__ = ["saliency", "grad_x_input", "sensitivity", "smoothgrad", "integrated_gradients", "IGResult", "ig_weights"]
 
@@ -44,9 +44,7 @@ def _gradient(model, x, target, score, layer, unit, method) -> tuple[Where, torc
     w = where(model, x, layer, unit, method)
     score = method_score(score, target, "logit")
     with hooks(w.b.model):
-        idx = resolve(w, x, target)
-        v = values_of(w, x)
-        g, _ = scores_and_gradient(w, v, x, target, idx, score)
+        v, g, _ = gradient_at(w, x, target, score)  # one forward: the class is read from the pass itself
     return w, v, g
 
 
@@ -106,10 +104,17 @@ def sensitivity(model: nn.Module, x: torch.Tensor, target: Any = None, *, score:
     return finish(w, x, g * g, reduce)
 
 
-def _fast(w: Where, x: torch.Tensor) -> Where:
-    """The same place on a channels-last copy of a conv model for many image passes (else the model itself)."""
-    net, _ = channels_last_copy(w.b.model, x)  # copied inside hooks(): eval mode, parameters frozen
-    return w if net is w.b.model else w.on(net)
+def _on(w: Where, run: Any) -> Where:
+    """The same place on the model :func:`seethrough.runner.fast` runs (the model itself, or its compiled form)."""
+    return w if run.model is w.b.model else w.on(run.model)
+
+
+def _compilable(w: Where, compile: bool) -> bool:
+    """``compile=True`` applies to plain input-space passes: ``layer=``/``unit=`` need hooks on the model's
+    modules and extra forward arguments would change the compiled call."""
+    if not isinstance(compile, bool):
+        raise ValueError(f"compile must be True or False, got {compile!r}")
+    return compile and w.layer is None and w.unit is None and w.space is None and not w.b.extra
 
 
 # ----------------------------------------------------------------------------------- SmoothGrad
@@ -123,7 +128,8 @@ SG_ABS = (False, True, "mean-of-abs", "abs-of-mean")
 def smoothgrad(model: nn.Module, x: torch.Tensor, target: Any = None, *, method: str = "smoothgrad",
                n_samples: int = 50, relative_noise: float = 0.15, seed: int = 0, abs: bool | str = False,
                score: str | None = None, batch_size: int | str = "auto", progress: bool = True,
-               layer: str | None = None, unit: Any = None, reduce: str | None = None) -> torch.Tensor:
+               layer: str | None = None, unit: Any = None, reduce: str | None = None,
+               compile: bool = False) -> torch.Tensor:
     """Gradients averaged over noisy copies ``x + N(0, σ²)``, σ = ``relative_noise`` × (x.max − x.min)
     per sample.
 
@@ -142,6 +148,8 @@ def smoothgrad(model: nn.Module, x: torch.Tensor, target: Any = None, *, method:
     logit (default), ``"probability"`` or ``"log-probability"``. The noise depends only on ``seed``
     and the sample number (the same ``n_samples`` draws, scaled per image), so a batch gives the
     same maps as single calls and a seed gives the same result at any ``batch_size``.
+    ``compile``: compile the model's forward and backward for the noisy passes with torch.compile, once per
+    model and shape, the first call paying the compile time (input-space attribution only, docs/speed.md).
 
     >>> net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3), torch.nn.ReLU(), torch.nn.Linear(3, 2))
     >>> x = torch.rand(3, 1, 2, 2)
@@ -169,17 +177,17 @@ def smoothgrad(model: nn.Module, x: torch.Tensor, target: Any = None, *, method:
         idx = resolve(w, x, target)
         v = values_of(w, x)
         sigma = noise_scale(w, v, relative_noise)
-        gen = torch.Generator(device=v.device).manual_seed(seed)
-        eps = torch.randn((s, *v.shape[1:]), generator=gen, device=v.device, dtype=v.dtype)
+        # drawn on a CPU generator up front and moved once: the same noise on every device for a seed
+        gen = torch.Generator().manual_seed(seed)
+        eps = torch.randn((s, *v.shape[1:]), generator=gen, dtype=v.dtype).to(v.device)
         total = torch.zeros_like(v)
         total_sq = torch.zeros_like(v)
-        fast = _fast(w, x)
 
         def noisy_grads(start: int, stop: int) -> torch.Tensor:
             item = torch.arange(start, stop, device=v.device)
             img, draw = item // s, item % s
-            vs = v[img] + (sigma if sigma.shape[0] == 1 else sigma[img]) * eps[draw]
-            g, _ = scores_and_gradient(fast, vs, x[img], target, None if idx is None else idx[img], score, rows=img)
+            vs = run.input(v[img] + (sigma if sigma.shape[0] == 1 else sigma[img]) * eps[draw])
+            g, _ = scores_and_gradient(_on(w, run), vs, x[img], target, None if idx is None else idx[img], score, rows=img)
             return g.abs() if inner else g
 
         def accumulate(start: int, stop: int, g: torch.Tensor) -> None:
@@ -187,8 +195,12 @@ def smoothgrad(model: nn.Module, x: torch.Tensor, target: Any = None, *, method:
             total.index_add_(0, img, g)
             total_sq.index_add_(0, img, g * g)
 
-        run_batched(noisy_grads, n * s, batch_size=batch_size, item_bytes=bytes_per_item(v, "grad"),
-                    key=model_key(w.b.model, v, "grad"), progress=progress, desc=method, on_batch=accumulate)
+        key = model_key(w.b.model, v, "grad")  # before fast(): the weights as the user holds them
+        with fast(w.b.model, v, "grad", compile=_compilable(w, compile), n=n * s, batch_size=batch_size) as run:
+            run_batched(run.guard(noisy_grads), n * s, batch_size=run.batch_size, item_bytes=bytes_per_item(v, "grad"),
+                        device=v.device,
+                        key=key, progress=progress, desc=method,
+                        on_batch=accumulate)
     mean = total / s
     if method == "smoothgrad":
         out = mean
@@ -199,7 +211,7 @@ def smoothgrad(model: nn.Module, x: torch.Tensor, target: Any = None, *, method:
     return finish(w, x, out.abs() if abs == "abs-of-mean" else out, reduce)
 
 
-_SG_OPTIONS = ("n_samples", "relative_noise", "seed", "abs", "score", "batch_size", "progress", *_WHERE)
+_SG_OPTIONS = ("n_samples", "relative_noise", "seed", "abs", "score", "batch_size", "progress", "compile", *_WHERE)
 
 
 @register("smoothgrad", family="gradient", paper="Smilkov et al., 2017", kinds=KINDS, impl=smoothgrad, fixed=("kind", "method"))
@@ -286,7 +298,8 @@ class IGResult(ResultProtocol):
 def integrated_gradients(model: nn.Module, x: torch.Tensor, target: Any = None, *, baseline: Any = None,
                          steps: int = 50, rule: str = "gauss-legendre", blur_sigma: float | None = None,
                          score: str | None = None, batch_size: int | str = "auto", progress: bool = True,
-                         layer: str | None = None, unit: Any = None, reduce: str | None = None) -> IGResult:
+                         layer: str | None = None, unit: Any = None, reduce: str | None = None,
+                         compile: bool = False) -> IGResult:
     """(x − x̄) ⊙ ∫₀¹ ∇f(x̄ + α(x − x̄)) dα, with the completeness gap.
 
     ``baseline``: images ``"zeros"``/``"black"`` (default), ``"blur"``, a number or a tensor; tabular
@@ -304,7 +317,9 @@ def integrated_gradients(model: nn.Module, x: torch.Tensor, target: Any = None, 
     ``relative_gap``; on EfficientNet-Lite0 (chelsea, 224×224, black baseline) 32 steps leave
     8.1 % of f(x) − f(baseline) unexplained and 64 steps 0.3 % (tests/test_ig_quadrature.py), so
     a 5 % gap needs more than 32. ``score``: the logit (default), ``"probability"`` or
-    ``"log-probability"``. The ``"integrated-gradients"`` registry entry returns
+    ``"log-probability"``. ``compile``: compile the model's forward and backward for the path passes
+    with torch.compile, once per model and shape, the first call paying the compile time (input-space
+    attribution only, docs/speed.md). The ``"integrated-gradients"`` registry entry returns
     ``.attribution`` only.
 
     >>> net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3), torch.nn.Tanh(), torch.nn.Linear(3, 2))
@@ -326,21 +341,24 @@ def integrated_gradients(model: nn.Module, x: torch.Tensor, target: Any = None, 
         total = torch.zeros_like(v)
         both = torch.arange(n, device=x.device).repeat(2)
         ends = scores_at(w, torch.cat([v, base]), x[both], target, None if idx is None else idx[both], score, both)
-        fast = _fast(w, x)
         ones = [1] * (v.dim() - 1)
 
         def path_grads(start: int, stop: int) -> torch.Tensor:
             item = torch.arange(start, stop, device=v.device)
             img, step = item // s, item % s
-            vs = base[img] + alphas[step].view(-1, *ones) * diff[img]
-            g, _ = scores_and_gradient(fast, vs, x[img], target, None if idx is None else idx[img], score, rows=img)
+            vs = run.input(base[img] + alphas[step].view(-1, *ones) * diff[img])
+            g, _ = scores_and_gradient(_on(w, run), vs, x[img], target, None if idx is None else idx[img], score, rows=img)
             return g * weights[step].view(-1, *ones)
 
         def accumulate(start: int, stop: int, g: torch.Tensor) -> None:
             total.index_add_(0, torch.arange(start, stop, device=v.device) // s, g)
 
-        run_batched(path_grads, n * s, batch_size=batch_size, item_bytes=bytes_per_item(v, "grad"),
-                    key=model_key(w.b.model, v, "grad"), progress=progress, desc="integrated gradients", on_batch=accumulate)
+        key = model_key(w.b.model, v, "grad")  # before fast(): the weights as the user holds them
+        with fast(w.b.model, v, "grad", compile=_compilable(w, compile), n=n * s, batch_size=batch_size) as run:
+            run_batched(run.guard(path_grads), n * s, batch_size=run.batch_size, item_bytes=bytes_per_item(v, "grad"),
+                        device=v.device,
+                        key=key, progress=progress,
+                        desc="integrated gradients", on_batch=accumulate)
     full = diff * total
     score, baseline_score = ends[:n], ends[n:]
     gap = full.flatten(1).sum(1) - (score - baseline_score)
@@ -359,5 +377,5 @@ def _integrated_gradients(model, x, target=None, **options):
 
         return conductance(model, x, target, **options)
     reject_unknown("integrated-gradients", options, ("baseline", "steps", "rule", "blur_sigma", "score", "batch_size",
-                                                    "progress", "conductance", *_WHERE))
+                                                    "progress", "conductance", "compile", *_WHERE))
     return integrated_gradients(model, x, target, **options).attribution

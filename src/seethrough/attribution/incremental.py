@@ -352,6 +352,7 @@ def incremental_scores(model: Any, x: torch.Tensor, target: Any, indices: torch.
     from ..batching import bytes_per_item, model_key, run_batched
     from ..boundary import as_boundary
     from ..hooks import hooks
+    from ..runner import fast
     from .masking import read_scores
 
     b = as_boundary(model, x)
@@ -365,8 +366,9 @@ def incremental_scores(model: Any, x: torch.Tensor, target: Any, indices: torch.
     (wh, ww), n_img, n_pos = window, x.shape[0], len(corners)
     tops = torch.tensor([r for r, _ in corners], device=x.device)
     lefts = torch.tensor([c for _, c in corners], device=x.device)
-    with hooks(b.model, detach=True), torch.no_grad():
-        engine = Engine(b.model, graph, x, projection)
+    key = model_key(b.model, x, "forward-incremental")  # before fast(): the weights as the user holds them
+    with hooks(b.model, detach=True), torch.no_grad(), fast(b.model, x, "forward") as run:
+        engine = Engine(b.model, graph, run.input(x), projection)
 
         def evaluate(start: int, stop: int) -> torch.Tensor:
             item = torch.arange(start, stop, device=x.device)
@@ -379,6 +381,6 @@ def incremental_scores(model: Any, x: torch.Tensor, target: Any, indices: torch.
             return read_scores(b, out, target, None if indices is None else indices[img], score).detach()
 
         scores = run_batched(evaluate, n_img * n_pos, batch_size=batch_size, item_bytes=bytes_per_item(x, "forward"),
-                             memory_budget=memory_budget, key=model_key(b.model, x, "forward-incremental"),
-                             progress=progress, desc="occlusion (incremental)", device=x.device)
+                             memory_budget=memory_budget, key=key, progress=progress, desc="occlusion (incremental)",
+                             device=x.device)
     return list(scores.view(n_img, n_pos)), engine.plan

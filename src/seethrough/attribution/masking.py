@@ -20,7 +20,6 @@ Tabular rows and token ids (docs/boundary.md) are perturbed through the same str
 """
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass, replace
 from numbers import Real
 from typing import Any, Callable, Sequence
@@ -31,10 +30,12 @@ from torch import nn
 from ..batching import bytes_per_item, model_key, run_batched
 from ..boundary import Boundary, as_boundary, token_mask
 from ..hooks import hooks
+from ..runner import fast
 from ..targets import is_callable_target, target_indices, target_scores
 from .common import BASELINES, make_baseline
 
-# masks(image_index, mask_index) -> (k, 1 or C, H, W) in [0, 1]; 1 keeps the pixel.
+# masks(image_index, mask_index) -> (k, 1 or C, H, W) in [0, 1]; 1 keeps the pixel. The indices are on x's device
+# and the masks should be made there too (tables moved once, up front): no host copy per batch on a GPU.
 MaskFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
@@ -148,6 +149,7 @@ def masked_scores(
     progress: bool = True,
     desc: str = "",
     score: str | None = None,
+    compile: bool = False,
 ) -> list[torch.Tensor]:
     """Scores of ``x[i] * m + baseline[i] * (1 - m)`` for ``counts[i]`` masks per image.
 
@@ -155,60 +157,37 @@ def masked_scores(
     the batch size is chosen once for the whole work, across images. Returns one ``(counts[i],)``
     tensor per image. ``indices`` are the target classes from :func:`clean_forward`; ``score``
     how they are read (logit, probability or log-probability; ``None`` for a callable target).
+    The passes run through :func:`seethrough.runner.fast`: channels-last in place for a conv model
+    (restored on exit), compiled with ``compile=True`` (not with ``unit=``: a captured layer needs hooks).
     """
     n_img = x.shape[0]
     counts = [counts] * n_img if isinstance(counts, int) else list(counts)
-    offsets = torch.tensor([0, *counts]).cumsum(0)
+    offsets = torch.tensor([0, *counts], device=x.device).cumsum(0)  # on the device: no index copy per batch
     total = int(offsets[-1])
 
     def evaluate(start: int, stop: int) -> torch.Tensor:
-        item = torch.arange(start, stop)
+        item = torch.arange(start, stop, device=x.device)
         img = torch.searchsorted(offsets, item, right=True) - 1
         local = item - offsets[img]
         img_d = img.to(x.device)
         m = masks(img, local).to(device=x.device, dtype=x.dtype)
-        batch = torch.lerp(baseline[img_d], x[img_d], m).contiguous(memory_format=layout)
+        batch = run.input(torch.lerp(baseline[img_d], x[img_d], m))
+        net = b if run.model is b.model else replace(b, model=run.model)
         out = net.call(batch, img_d)
         if isinstance(target, UnitScore):
             return _unit_scores(target, batch, rec, img_d, start == 0)
         return read_scores(net, out, target, None if indices is None else indices[img_d], score).detach()
 
     b = as_boundary(model, x)
-    with hooks(b.model, capture=_capture(target), detach=True) as rec, torch.no_grad():
-        # copied inside hooks(): the copy is in eval mode too; a unit is captured on the model itself
-        copied, layout = (b.model, torch.contiguous_format) if _capture(target) else channels_last_copy(b.model, x)
-        net = b if copied is b.model else replace(b, model=copied)
+    key = model_key(b.model, x, "forward")  # before fast(): the weights as the user holds them
+    with hooks(b.model, capture=_capture(target), detach=True) as rec, torch.no_grad(), \
+            fast(b.model, x, "forward", compile=compile and not _capture(target) and not b.extra, n=total,
+                 batch_size=batch_size) as run:
         scores = run_batched(
-            evaluate, total, batch_size=batch_size, item_bytes=bytes_per_item(x, "forward"),
-            memory_budget=memory_budget, key=model_key(b.model, x, "forward"), progress=progress,
-            desc=desc, device=x.device,
+            run.guard(evaluate), total, batch_size=run.batch_size, item_bytes=bytes_per_item(x, "forward"),
+            memory_budget=memory_budget, key=key, progress=progress, desc=desc, device=x.device,
         )
     return list(scores.split(counts))
-
-
-def channels_last_copy(model: nn.Module, x: torch.Tensor) -> tuple[nn.Module, torch.memory_format]:
-    """The model to run many forward passes with, and the memory layout to feed it.
-
-    For image batches on a CPU, a channels-last *copy* of a convolutional model: measured
-    1.4× faster per image on EfficientNet-Lite0 at batch 8 (``benchmarks/run.py``), and a copy
-    so the user's model keeps its own layout. Anything else, or a model that cannot be copied,
-    runs as given.
-
-    >>> net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU())
-    >>> fast, layout = channels_last_copy(net, torch.rand(2, 3, 8, 8))
-    >>> fast is not net, layout == torch.channels_last, net[0].weight.is_contiguous()
-    (True, True, True)
-    >>> lin = nn.Linear(4, 2)                     # no conv, no image batch: runs as given
-    >>> channels_last_copy(lin, torch.rand(2, 4)) == (lin, torch.contiguous_format)
-    True
-    """
-    plain = (model, torch.contiguous_format)
-    if x.dim() != 4 or x.device.type != "cpu" or not any(isinstance(m, nn.Conv2d) for m in model.modules()):
-        return plain
-    try:
-        return copy.deepcopy(model).to(memory_format=torch.channels_last), torch.channels_last
-    except Exception:  # a module that refuses deepcopy (some scripted or wrapped models) runs as given
-        return plain
 
 
 # ---------------------------------------------------------------------------------- rows and tokens
@@ -274,7 +253,7 @@ def positions(model: nn.Module | Boundary, x: torch.Tensor, baseline: Any, metho
     raise ValueError(f"{method} switches features of tabular rows or tokens of token ids here; this input is {b.kind!r}")
 
 
-# keep(sample_index, mask_index) -> (k, P) bool; True keeps the position.
+# keep(sample_index, mask_index) -> (k, P) bool; True keeps the position (indices on x's device, as for MaskFn).
 KeepFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
@@ -287,13 +266,13 @@ def position_scores(p: Positions, target: Any, indices: torch.Tensor | None, cou
     b, x = p.b, p.x
     n = x.shape[0]
     counts = [counts] * n if isinstance(counts, int) else list(counts)
-    offsets = torch.tensor([0, *counts]).cumsum(0)
+    offsets = torch.tensor([0, *counts], device=x.device).cumsum(0)  # on the device: no index copy per batch
     total = int(offsets[-1])
     tabular = b.kind == "tabular"
     m = p.base.shape[0] if tabular else 1
 
     def evaluate(start: int, stop: int) -> torch.Tensor:
-        item = torch.arange(start, stop)
+        item = torch.arange(start, stop, device=x.device)
         img = torch.searchsorted(offsets, item, right=True) - 1
         img_d = img.to(x.device)
         kept = keep(img, item - offsets[img]).to(x.device) | ~p.real[img_d]

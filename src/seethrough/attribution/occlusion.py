@@ -23,6 +23,8 @@ from torch import nn
 from ..results import ResultProtocol, records
 from ..batching import bytes_per_item, model_key, run_batched
 from ..boundary import as_boundary, token_states
+from ..hooks import hooks
+from ..runner import fast
 from ..targets import method_score
 from .incremental import incremental_scores
 from .masking import clean_forward, masked_scores, position_scores, positions, resolve_baseline, unit_or_score, unit_target
@@ -105,7 +107,8 @@ class OcclusionDrops(ResultProtocol):
 def occlusion_drops(model: nn.Module, x: torch.Tensor, target: Any = None, *, window: Any = None, stride: Any = None,
                     baseline: Any = None, score: str | None = None, batch_size: int | str = "auto",
                     memory_budget: int | None = None, progress: bool = True, unit: Any = None,
-                    incremental: bool | str = False, projection: float | None = None) -> OcclusionDrops:
+                    incremental: bool | str = False, projection: float | None = None,
+                    compile: bool = False) -> OcclusionDrops:
     """The per-window drops behind :func:`occlusion` (same options): which positions lower the
     score, which raise it, and by how much.
 
@@ -119,9 +122,10 @@ def occlusion_drops(model: nn.Module, x: torch.Tensor, target: Any = None, *, wi
     (wh, ww), corners = occlusion_windows(tuple(x.shape[2:]), window, stride)
     base = resolve_baseline(x, 0.0 if baseline is None else baseline, blur_sigma=min(wh, ww) / 2)
     h, w = x.shape[2:]
-    top = torch.tensor([r for r, _ in corners])
-    left = torch.tensor([c for _, c in corners])
-    rows, cols = torch.arange(h), torch.arange(w)
+    dev = x.device  # the window tables live where the masks are made: no host copy per batch on a GPU
+    top = torch.tensor([r for r, _ in corners], device=dev)
+    left = torch.tensor([c for _, c in corners], device=dev)
+    rows, cols = torch.arange(h, device=dev), torch.arange(w, device=dev)
 
     def masks(img: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
         in_rows = (rows >= top[k, None]) & (rows < top[k, None] + wh)
@@ -138,7 +142,8 @@ def occlusion_drops(model: nn.Module, x: torch.Tensor, target: Any = None, *, wi
                                        batch_size=batch_size, memory_budget=memory_budget, progress=progress)
     if scores is None:
         scores = masked_scores(model, x, target, indices, len(corners), masks, base, batch_size=batch_size,
-                               memory_budget=memory_budget, progress=progress, desc="occlusion", score=score)
+                               memory_budget=memory_budget, progress=progress, desc="occlusion", score=score,
+                               compile=compile)
     return OcclusionDrops(clean[:, None] - torch.stack(scores), clean, corners, (wh, ww), score)
 
 
@@ -160,6 +165,7 @@ def occlusion(
     layer: str | None = None,
     incremental: bool | str = False,
     projection: float | None = None,
+    compile: bool = False,
 ) -> torch.Tensor:
     """Drop of the target score when a ``window`` patch is replaced by ``baseline``, averaged
     over the windows covering each pixel: ``(N, 1, H, W)``, positive where hiding hurts.
@@ -181,6 +187,8 @@ def occlusion(
     (Krypton, Nakandala et al. 2019; :mod:`.incremental`): the same map as dense occlusion, up to
     float rounding, in fewer operations. ``incremental="approximate"`` (or ``projection=τ`` in (0, 1])
     caps each layer's update box at ``τ`` of the map (default τ = 0.5), trading exactness for speed.
+    ``compile``: run the occluded forwards through torch.compile with frozen weights, once per model and
+    shape, the first call paying the compile time (dense image occlusion only, docs/speed.md).
 
     >>> import seethrough as see
     >>> x, y = see.zoo.digits("test")
@@ -190,6 +198,11 @@ def occlusion(
     >>> see.attribute(model, x[:2], "occlusion", target=y[:2], layer="conv2").shape   # one score per channel
     torch.Size([2, 16])
     """
+    if not isinstance(compile, bool):
+        raise ValueError(f"compile must be True or False, got {compile!r}")
+    if compile and (layer is not None or incremental is not False or as_boundary(model, x).kind != "image"):
+        raise ValueError("compile=True compiles dense occlusion of images; leave it out with layer=, incremental= or "
+                         "non-image input")
     if layer is not None:
         if window is not None or stride is not None:
             raise ValueError("window= and stride= slide over the input; with layer= each unit (channel) of the layer "
@@ -204,7 +217,7 @@ def occlusion(
                                    batch_size=batch_size, memory_budget=memory_budget, progress=progress, unit=unit)
     d = occlusion_drops(model, x, target, window=window, stride=stride, baseline=baseline, score=score,
                         batch_size=batch_size, memory_budget=memory_budget, progress=progress, unit=unit,
-                        incremental=incremental, projection=projection)
+                        incremental=incremental, projection=projection, compile=compile)
     return d.averaged(tuple(x.shape[2:]))
 
 
@@ -249,8 +262,8 @@ def occlusion_positions(model: Any, x: torch.Tensor, target: Any = None, *, wind
     st = w if stride is None else stride
     if isinstance(st, bool) or not isinstance(st, int) or st < 1:
         raise ValueError(f"stride must be an int ≥ 1, got {stride!r}")
-    starts = torch.tensor(window_positions(p.size, w, st))
-    at = torch.arange(p.size)
+    starts = torch.tensor(window_positions(p.size, w, st), device=x.device)
+    at = torch.arange(p.size, device=x.device)
     hidden = (at >= starts[:, None]) & (at < starts[:, None] + w)  # (windows, P)
     target = unit_target(p.b, x, target, unit, "occlusion")
     score = unit_or_score(score, target, "logit")
@@ -301,12 +314,14 @@ def occlusion_layer(model: Any, x: torch.Tensor, target: Any = None, *, layer: s
         item = torch.arange(start, stop, device=x.device)
         s, u = item // units, item % units
         hide = (torch.arange(units, device=x.device) == u[:, None]).view(-1, *shape[1:])  # (k, ..., units, ...)
-        v = torch.where(hide, base[s], act[s])
-        return scores_at(w, v, x[s], target, None if indices is None else indices[s], score, rows=s)
+        v = run.input(torch.where(hide, base[s], act[s]))
+        return scores_at(w, v, run.input(x[s]), target, None if indices is None else indices[s], score, rows=s)
 
-    occluded = run_batched(evaluate, x.shape[0] * units, batch_size=batch_size, item_bytes=bytes_per_item(x, "forward"),
-                           memory_budget=memory_budget, key=model_key(w.b.model, x, f"forward-layer-{layer}"),
-                           progress=progress, desc="occlusion", device=x.device)
+    key = model_key(w.b.model, x, f"forward-layer-{layer}")  # before fast(): the weights as the user holds them
+    with hooks(w.b.model), fast(w.b.model, x, "forward") as run:  # channels-last in place, restored on exit
+        occluded = run_batched(run.guard(evaluate), x.shape[0] * units, batch_size=batch_size,
+                               item_bytes=bytes_per_item(x, "forward"), memory_budget=memory_budget, key=key,
+                               progress=progress, desc="occlusion", device=x.device)
     return clean[:, None] - occluded.view(x.shape[0], units)
 
 

@@ -56,11 +56,13 @@ Fitter = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], tuple[torch.Tensor
 
 
 def _explain(model, x, target, sample: Sampler, fit: Fitter, *, segments, n_segments, n_samples, baseline, seed,
-             score, batch_size, memory_budget, progress, desc) -> SuperpixelExplanation:
+             score, batch_size, memory_budget, progress, desc, compile=False) -> SuperpixelExplanation:
     check_positive_int("n_samples", n_samples, 2)
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise ValueError(f"seed must be an int, got {seed!r}")
     b = as_boundary(model, x)
+    if not isinstance(compile, bool) or (compile and b.kind != "image"):
+        raise ValueError(f"compile is True or False and compiles image passes only; got {compile!r} on {b.kind} input")
     if b.kind == "image":
         seg = resolve_segments(x, "slic" if segments is None else segments, n_segments)
         base = resolve_baseline(x, 0.0 if baseline is None else baseline)
@@ -74,20 +76,22 @@ def _explain(model, x, target, sample: Sampler, fit: Fitter, *, segments, n_segm
     bits = torch.zeros(len(ks), smax, kmax)
     for i, (z, _) in enumerate(drawn):
         bits[i, : len(z), : z.shape[1]] = z.float()
-    seg_cpu = seg.cpu()
+    # drawn on the CPU (the same on every device), moved once: the masks are made on x's device per batch
+    bits, seg_d = bits.to(x.device), seg.to(x.device)
     counts = [len(z) for z, _ in drawn]
     indices, _ = clean_forward(b, x, target, score)
     if b.kind == "image":
         h, w = x.shape[2:]
 
         def masks(img: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
-            return torch.gather(bits[img, s], 1, seg_cpu[img].view(len(img), -1)).view(len(img), 1, h, w)
+            return torch.gather(bits[img, s], 1, seg_d[img].view(len(img), -1)).view(len(img), 1, h, w)
 
         scores = masked_scores(b if isinstance(model, Boundary) else model, x, target, indices, counts, masks, base,
-                               batch_size=batch_size, memory_budget=memory_budget, progress=progress, desc=desc, score=score)
+                               batch_size=batch_size, memory_budget=memory_budget, progress=progress, desc=desc, score=score,
+                               compile=compile)
     else:
         def keep(img: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
-            return torch.gather(bits[img, s], 1, seg_cpu[img]) > 0.5
+            return torch.gather(bits[img, s], 1, seg_d[img]) > 0.5
 
         scores = position_scores(pos, target, indices, counts, keep, batch_size=batch_size, memory_budget=memory_budget,
                                  progress=progress, desc=desc, score=score)
@@ -178,6 +182,7 @@ def lime(
     memory_budget: int | None = None,
     progress: bool = True,
     unit: Any = None,
+    compile: bool = False,
 ) -> SuperpixelExplanation:
     """LIME (Ribeiro et al., 2016) on superpixels: a weighted ridge fit of the target score.
 
@@ -190,6 +195,8 @@ def lime(
     unit's activation instead (``target`` None). ``seed`` fixes the on/off
     patterns, the same for every image of the batch.
     On rows and token ids: module docstring; ``segments=None`` there means every feature or real token.
+    ``compile``: run the perturbed forwards through torch.compile with frozen weights, once per model and
+    shape, the first call paying the compile time (images only, docs/speed.md).
 
     >>> import seethrough as see
     >>> x, y = see.zoo.digits("test")
@@ -212,7 +219,7 @@ def lime(
     target = unit_target(model, x, target, unit, "lime")
     return _explain(model, x, target, _lime_sample, fit, segments=segments, n_segments=n_segments, n_samples=n_samples,
                     baseline=baseline, seed=seed, score=unit_or_score(score, target, "probability"),
-                    batch_size=batch_size, memory_budget=memory_budget, progress=progress, desc="lime")
+                    batch_size=batch_size, memory_budget=memory_budget, progress=progress, desc="lime", compile=compile)
 
 
 def shapley_kernel(k: int, size: torch.Tensor) -> torch.Tensor:
@@ -274,6 +281,7 @@ def kernel_shap(
     memory_budget: int | None = None,
     progress: bool = True,
     unit: Any = None,
+    compile: bool = False,
 ) -> SuperpixelExplanation:
     """KernelSHAP (Lundberg & Lee, 2017) on superpixels: Shapley values of the target score.
 
@@ -281,7 +289,8 @@ def kernel_shap(
     ``2^K ≤ n_samples`` (few superpixels) they are the exact Shapley values. ``f`` is the
     target's **logit** by default (``score="probability"`` or ``"log-probability"`` on request:
     Shapley values are defined for any score, the logit keeps them additive in the model's
-    last layer). Other options as :func:`lime`.
+    last layer). ``compile``: run the perturbed forwards through torch.compile, as :func:`lime` does.
+    Other options as :func:`lime`.
 
     With a background (tabular rows) the weights add up to ``f(x) − mean_b f(b)``; with ``2^F ≤
     n_samples`` they are the exact Shapley values of ``v(S) = mean_b f(x_S, b_~S)``, which for a linear
@@ -305,7 +314,8 @@ def kernel_shap(
     target = unit_target(model, x, target, unit, "kernel-shap")
     return _explain(model, x, target, _shap_sample, _shap_fit, segments=segments, n_segments=n_segments,
                     n_samples=n_samples, baseline=baseline, seed=seed, score=unit_or_score(score, target, "logit"),
-                    batch_size=batch_size, memory_budget=memory_budget, progress=progress, desc="kernel-shap")
+                    batch_size=batch_size, memory_budget=memory_budget, progress=progress, desc="kernel-shap",
+                    compile=compile)
 
 
 @register("lime", family="perturbation", paper="Ribeiro, Singh & Guestrin, 2016", region=True, score="probability",
