@@ -34,9 +34,31 @@ from torch import nn
 from .layers import resolve_layer, resolve_layers
 from .outputs import OutputSelector, pick, put
 
-# rule(module, x, y, grad_y) -> grad_x : the gradient that flows to the module's input.
+# rule(module, x, y, grad_y) -> grad_x : the gradient that flows to the module's input. A rule may carry
+# ``rule.observe(module, x, out)``, called on every forward call with the module's input and the output it
+# passes on (also without autograd: a recording pass), and ``rule.bind(module, x, y) -> rule``, the rule
+# for that one call (DeepLIFT pairs each call with the same call of the reference pass).
 Rule = Callable[[nn.Module, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 Selector = type | tuple | Callable[[str, nn.Module], bool]
+
+
+@dataclass(frozen=True)
+class GradRule:
+    """A rule that only changes the gradient arriving at a module's output: ``fn(module, grad_y) -> grad_y``;
+    the module's own backward then runs as usual. Guided back-propagation is one (``f'(s)·1{g>0}·g`` is the
+    unit's own backward of the clamped gradient): a tensor hook on the output, with no copy of it and no
+    custom autograd Function, so it costs what the plain gradient costs plus the one clamp.
+
+    >>> net = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.ReLU())
+    >>> x = torch.ones(1, 2, requires_grad=True)
+    >>> with hooks(net, rules={torch.nn.ReLU: GradRule(lambda m, g: -g)}):
+    ...     plain = net(x).sum()
+    >>> (g,) = torch.autograd.grad(plain, x)
+    >>> bool(torch.equal(g, -torch.autograd.grad(net(x).sum(), x)[0]))
+    True
+    """
+
+    fn: Callable[[nn.Module, torch.Tensor], torch.Tensor]
 Replacement = torch.Tensor | Callable[[torch.Tensor], torch.Tensor]
 
 # What runs on a model without hooks, and what does not: the one line every refusal gives.
@@ -305,28 +327,50 @@ def _replace_hook(name: str, value: Replacement, selector: OutputSelector):
 
 def _attach_rule(module: nn.Module, rule: Rule, name: str = "", selector: OutputSelector = None) -> list:
     """``(register, hook)`` pairs that intercept ``module``'s backward with ``rule``; they work for repeated
-    calls and inplace modules, and on tuple/dict outputs through ``selector``."""
-    stash: list[torch.Tensor] = []
+    calls and inplace modules, and on tuple/dict outputs through ``selector``.
+
+    One forward hook per module (the input read from the hook's ``inputs``); only an inplace module,
+    which overwrites its input, also gets a pre-hook that keeps the input and hands the module a copy."""
     inplace = bool(getattr(module, "inplace", False))
     what = f"layer {name!r}'s output"
+    if isinstance(rule, GradRule):
+        def grad_hook(mod, inputs, output):
+            y, path = pick(output, selector, what=what)
+            if path is None:
+                raise TypeError(f"a backward rule on {name!r} needs an output selector that returns one of its tensors")
+            if torch.is_grad_enabled() and y.requires_grad:
+                y.register_hook(lambda g: rule.fn(mod, g))  # lives with this pass's graph, not on the module
+            return None
 
-    def pre(mod, inputs):
+        return [(module.register_forward_hook, grad_hook)]
+
+    def one_input(mod, inputs) -> torch.Tensor:
         if len(inputs) != 1 or not isinstance(inputs[0], torch.Tensor):
             raise TypeError(f"a backward rule needs a module with one tensor input; {type(mod).__name__} got {len(inputs)}")
-        x = inputs[0]
-        stash.append(x)
-        if inplace:
-            # The module would overwrite x, which the rule needs in the backward.
-            return (x.clone(),)
-        return None
+        return inputs[0]
 
-    def post(mod, inputs, output):
-        x = stash.pop()
+    def wrap(mod, x, output):
         y, path = pick(output, selector, what=what)
         if path is None:
             raise TypeError(f"a backward rule on {name!r} needs an output selector that returns one of its tensors")
         if not torch.is_grad_enabled() or not (x.requires_grad or y.requires_grad):
+            if observe is not None:
+                observe(mod, x, y)
             return None
-        return put(output, path, _RuleGrad.apply(x, y, mod, rule))
+        out = _RuleGrad.apply(x, y, mod, rule if bind is None else bind(mod, x, y))
+        if observe is not None:
+            observe(mod, x, out)
+        return put(output, path, out)
 
-    return [(module.register_forward_pre_hook, pre), (module.register_forward_hook, post)]
+    observe, bind = getattr(rule, "observe", None), getattr(rule, "bind", None)
+    if not inplace:
+        return [(module.register_forward_hook, lambda mod, inputs, output: wrap(mod, one_input(mod, inputs), output))]
+    stash: list[torch.Tensor] = []
+
+    def pre(mod, inputs):
+        x = one_input(mod, inputs)
+        stash.append(x)
+        return (x.clone(),)  # the module would overwrite x, which the rule needs in the backward
+
+    return [(module.register_forward_pre_hook, pre),
+            (module.register_forward_hook, lambda mod, inputs, output: wrap(mod, stash.pop(), output))]

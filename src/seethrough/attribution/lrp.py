@@ -28,6 +28,7 @@ receptive field). A *composite* assigns them per layer.
 """
 from __future__ import annotations
 
+import warnings
 from typing import Any, Callable, Mapping
 
 import torch
@@ -39,11 +40,11 @@ from ..hooks import hooks
 from ..layers import resolve_layer
 from ..outputs import OUTPUT_HINT, select_output
 from ..targets import method_score, target_indices, target_scores
-from .canonize import fold_batchnorm
+from .canonize import Fold, folds
 from .common import check_nonneg_float, reject_unknown
 from ..deprecation import renamed
 from .registry import register
-from .rules import ACTIVATIONS, CountFunctional, warn_functional
+from .rules import ACTIVATIONS, functional_counter, warn_functional
 
 __all__ = ["lrp", "lrp_relevances", "COMPOSITES", "RULES"]
 
@@ -54,19 +55,27 @@ RULES = ("epsilon", "gamma", "zplus", "flat", "wsquare")
 
 def _z(module: nn.Module, x: torch.Tensor, weight: torch.Tensor | None = None, bias: Any = "keep") -> torch.Tensor:
     """The module's forward with replaced parameters; ``module.forward`` so that no hook fires."""
-    params = {}
+    params, extra = {}, None
     if weight is not None:
         params["weight"] = weight
-    if bias != "keep" and getattr(module, "bias", None) is not None:
-        params["bias"] = torch.zeros_like(module.bias) if bias is None else bias
+    if bias != "keep":
+        if getattr(module, "bias", None) is not None:
+            params["bias"] = torch.zeros_like(module.bias) if bias is None else bias
+        elif bias is not None:
+            extra = bias  # a folded BatchNorm's shift on a layer built without a bias
     with _reparametrize_module(module, params):
-        return module.forward(x)
+        z = module.forward(x)
+    return z if extra is None else z + extra.view(-1, *([1] * (z.dim() - 2)))
 
 
-def _vjp(module: nn.Module, x: torch.Tensor, v: torch.Tensor, weight=None, bias: Any = "keep") -> torch.Tensor:
+def _z_and_vjp(module: nn.Module, x: torch.Tensor, weight, bias, seed: Callable[[torch.Tensor], torch.Tensor],
+               ) -> torch.Tensor:
+    """``vjp(seed(z))`` of ``z = module(x)`` with the given parameters: one forward serves both ``z`` and
+    its pull-back (the rules need ``z`` for their denominator and then the same map's transpose)."""
     with torch.enable_grad():
         xx = x.detach().requires_grad_(True)
-        (g,) = torch.autograd.grad(_z(module, xx, weight, bias), xx, v)
+        z = _z(module, xx, weight, bias)
+        (g,) = torch.autograd.grad(z, xx, seed(z.detach()))
     return g
 
 
@@ -77,8 +86,7 @@ def passthrough_rule(module: nn.Module, s: torch.Tensor, y: torch.Tensor, grad_y
     >>> passthrough_rule(None, s, torch.nn.functional.relu6(s), g).tolist()   # ReLU6 saturated at 8: s·g_s = 6
     [0.75, 1.0, 1.0]
     """
-    nonzero = s != 0
-    return torch.where(nonzero, y / torch.where(nonzero, s, torch.ones_like(s)) * grad_y, torch.zeros_like(grad_y))
+    return torch.where(s != 0, y / s * grad_y, 0.0)  # y / s where s is 0 is never selected
 
 
 def _stab(z: torch.Tensor, eps: float) -> torch.Tensor:
@@ -86,30 +94,47 @@ def _stab(z: torch.Tensor, eps: float) -> torch.Tensor:
     return z + eps * (2 * (z >= 0).to(z.dtype) - 1)
 
 
+def _per_input(x: torch.Tensor, g: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(R_x, R_x / x)`` of a rule whose relevance has the form ``R_x = x ⊙ g`` (0 where ``x`` is 0)."""
+    return x * g, torch.where(x != 0, g, 0.0)
+
+
 def _relevance_in(kind: str, module: nn.Module, x: torch.Tensor, y: torch.Tensor, r: torch.Tensor,
-                  epsilon: float, gamma: float) -> torch.Tensor:
-    """The rule proper: input relevance from output relevance ``r``."""
-    w = getattr(module, "weight", None)
+                  epsilon: float, gamma: float, fold: Fold | None = None, y_graph: torch.Tensor | None = None,
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The rule proper: ``(R_x, R_x / x)`` from the output relevance ``r`` (``y``: the layer's output, the
+    BatchNorm after it included when ``fold`` merges it; ``y_graph``: the module's own output in the
+    forward's graph from ``x``, for the ε rule's pull-back). ``R_x / x`` is what flows down (0 where x is)."""
+    w = getattr(module, "weight", None) if fold is None else fold.weight
+    b = getattr(module, "bias", None) if fold is None else fold.bias
+    xd = x.detach()
     if kind == "epsilon" or isinstance(module, _NORMS) or w is None:
-        return x * _vjp(module, x, r / _stab(y, epsilon))
+        v = r / _stab(y, epsilon)
+        if y_graph is not None and x.requires_grad and y_graph.grad_fn is not None:
+            # the plain pull-back of the forward's own graph, no second forward; a folded layer's map is
+            # the layer's with its output scaled per channel
+            (g,) = torch.autograd.grad(y_graph, x, v if fold is None else v * fold.scale_like(v), retain_graph=True)
+            return _per_input(xd, g)  # retained: the engine still visits the node after this rule
+        return _per_input(xd, _z_and_vjp(module, xd, w if fold is not None else None,
+                                         b if fold is not None else "keep", lambda z: v))
     if kind == "gamma":
         wg = w + gamma * w.clamp_min(0)
-        b = getattr(module, "bias", None)
         bg = None if b is None else b + gamma * b.clamp_min(0)
-        z = _z(module, x, wg, bg if b is not None else "keep")
-        return x * _vjp(module, x, r / _stab(z, 1e-9), wg, bg if b is not None else "keep")
+        return _per_input(xd, _z_and_vjp(module, xd, wg, bg if b is not None else "keep", lambda z: r / _stab(z, 1e-9)))
     if kind == "zplus":
-        xp, xn, wp, wn = x.clamp_min(0), x.clamp_max(0), w.clamp_min(0), w.clamp_max(0)
-        z = _z(module, xp, wp, None) + _z(module, xn, wn, None)
-        s = r / (z + 1e-9)
-        return xp * _vjp(module, xp, s, wp, None) + xn * _vjp(module, xn, s, wn, None)
-    if kind == "flat":
-        ones = torch.ones_like(x)
-        wf = torch.ones_like(w)
-        return _vjp(module, ones, r / (_z(module, ones, wf, None) + 1e-12), wf, None)
-    if kind == "wsquare":
-        ones, w2 = torch.ones_like(x), w * w
-        return _vjp(module, ones, r / (_z(module, ones, w2, None) + 1e-12), w2, None)
+        wp = w.clamp_min(0)
+        if bool((xd >= 0).all()):  # after a ReLU: x⁻ = 0 and its term x⁻W⁻ vanishes exactly; one map, not two
+            return _per_input(xd, _z_and_vjp(module, xd, wp, None, lambda z: r / (z + 1e-9)))
+        with torch.enable_grad():  # z = x⁺W⁺ + x⁻W⁻, and both pull-backs from the same two maps
+            xp, xn = xd.clamp_min(0).requires_grad_(True), xd.clamp_max(0).requires_grad_(True)
+            zp, zn = _z(module, xp, wp, None), _z(module, xn, w.clamp_max(0), None)
+            s = r / (zp.detach() + zn.detach() + 1e-9)
+            gp, gn = torch.autograd.grad((zp, zn), (xp, xn), (s, s))
+        return xp.detach() * gp + xn.detach() * gn, torch.where(xd > 0, gp, torch.where(xd < 0, gn, 0.0))
+    if kind in ("flat", "wsquare"):
+        ones = torch.ones_like(xd)
+        r_x = _z_and_vjp(module, ones, torch.ones_like(w) if kind == "flat" else w * w, None, lambda z: r / (z + 1e-12))
+        return r_x, torch.where(xd != 0, r_x / torch.where(xd != 0, xd, 1.0), 0.0)
     raise ValueError(f"unknown LRP rule {kind!r}; choose from {', '.join(RULES)}")
 
 
@@ -191,25 +216,56 @@ def lrp_relevances(model: nn.Module, x: torch.Tensor, target: Any = None, *, com
     check_nonneg_float("stabilizer", stabilizer)
     check_nonneg_float("gamma", gamma)
     score = method_score(score, target, "logit")
-    work = fold_batchnorm(model, x.detach()) if canonize else model
-    table = _assignment(work, composite, rules)
+    table = _assignment(model, composite, rules)
+    # BatchNorm folded inside the rules, no model copy: the layer's rule uses the folded parameters and the
+    # relevance at the BatchNorm's output; the BatchNorm passes it down unchanged. A layer without a rule
+    # keeps the plain gradient through both (what a folded copy would give).
+    fold_of: dict[nn.Module, Fold] = {}
+    own: dict[nn.Module, tuple[str, str]] = {}  # a folded BatchNorm's own rule, for when the fold is broken
+    names = {m: n for n, m in model.named_modules()}
+    for layer, f in (folds(model) if canonize else {}).items():
+        if layer in table:
+            fold_of[layer] = f
+        own[f.bn] = table.pop(f.bn, None) or (names[f.bn], "epsilon")
+    bn_of = {f.bn: f for f in fold_of.values()}
+    last_out: dict[nn.Module, torch.Tensor] = {}
+    broken: set[nn.Module] = set()  # BatchNorms that read something else than their layer's output
     sums: dict[str, torch.Tensor] = {}
     inputs: list[torch.Tensor] = []
 
+    def observe(module, xin, out):
+        if module in fold_of:
+            last_out[module] = out
+        f = bn_of.get(module)
+        if f is not None and xin is not last_out.get(f.layer):
+            broken.add(module)
+
     def rule(module, xin, y, grad_y):
-        name, kind = table[module]
-        r_x = _relevance_in(kind, module, xin.detach(), y.detach(), y.detach() * grad_y, stabilizer, gamma)
+        f = bn_of.get(module)
+        if f is not None:
+            if module not in broken:
+                return grad_y  # folded: its layer's rule takes the relevance at this output
+            (name, kind), fold = own[module], None
+        else:
+            name, kind = table[module]
+            fold = fold_of.get(module)
+            fold = None if fold is None or fold.bn in broken else fold
+        y_eff = (y if fold is None else fold.after_bn(y)).detach()
+        r_x, down = _relevance_in(kind, module, xin, y_eff, y_eff * grad_y, stabilizer, gamma, fold, y_graph=y)
         sums[name] = r_x.flatten(1).sum(1)
-        inputs.append(r_x)
-        safe = torch.where(xin != 0, xin, torch.ones_like(xin))
-        return torch.where(xin != 0, r_x / safe, torch.zeros_like(r_x))
+        inputs[:] = [r_x]  # the last rule to run is the first layer's: its input relevance is the attribution
+        return down
+
+    rule.observe = observe
+    for f in fold_of.values():
+        table.setdefault(f.bn, None)  # the BatchNorm gets the rule (pass-through when folded)
 
     # Weighted layers get their rule; every activation module passes its relevance through.
-    counter = CountFunctional()
-    with hooks(work, rules={(lambda n, m: m in table): rule, ACTIVATIONS: passthrough_rule}), torch.enable_grad():
+    counter = functional_counter(model)
+    with hooks(model, rules={(lambda n, m: m in table): rule, ACTIVATIONS: passthrough_rule}), torch.enable_grad():
         xg = x.detach().requires_grad_(True)
         with counter:
-            out = work(xg)
+            out = model(xg)
         if score is None:  # a callable target: its score's gradient seeds the backward
             (g,) = torch.autograd.grad(target_scores(out, target).sum(), xg, allow_unused=True)
         else:
@@ -223,6 +279,9 @@ def lrp_relevances(model: nn.Module, x: torch.Tensor, target: Any = None, *, com
                 logit != 0, value / torch.where(logit != 0, logit, torch.ones_like(logit)), torch.zeros_like(logit))
             (g,) = torch.autograd.grad(out, xg, torch.zeros_like(out).scatter(1, idx, scale), allow_unused=True)
     warn_functional("lrp", counter.count)
+    if broken:
+        warnings.warn(f"BatchNorm folding skipped for {len(broken)} BatchNorm(s) that do not read the output of the "
+                      "layer listed before them; those run unfolded (their own ε rule)", RuntimeWarning, stacklevel=2)
     g = torch.zeros_like(x) if g is None else g
     attribution = inputs[-1] if inputs and inputs[-1].shape == x.shape else x * g
     return attribution.detach(), sums
@@ -241,6 +300,7 @@ def lrp(model: nn.Module, x: torch.Tensor, target: Any = None, **options: Any) -
     through; see the module docstring for the conventions (z⁺ without bias, biases absorbing
     relevance in the ε rule).
 
+    >>> _ = torch.manual_seed(0)  # a fixed net and input: a logit near 0 would let ε absorb more than 1e-3 of it
     >>> net = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3, bias=False), torch.nn.ReLU(), torch.nn.Flatten(),
     ...                           torch.nn.Linear(8, 2, bias=False))
     >>> x = torch.rand(1, 1, 4, 4)

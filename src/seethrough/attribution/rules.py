@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import sys
 import warnings
+import weakref
 from dataclasses import replace
 from typing import Any
 
@@ -26,15 +27,15 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from ..boundary import KINDS
-from ..hooks import hooks
+from ..hooks import GradRule, hooks
 from ..targets import method_score
 from .common import reject_unknown
 from ..deprecation import renamed
 from .registry import register
-from .where import baseline_values, finish, resolve, scores_and_gradient, values_of, where
+from .where import baseline_values, finish, forward_at, gradient_at, values_of, where
 
 __all__ = ["ACTIVATIONS", "deconvnet_rule", "guided_rule", "deeplift_rules", "deconvnet", "guided_backprop", "deeplift",
-           "local_vjp"]
+           "local_vjp", "functional_counter"]
 
 # Element-wise units the rules apply to (a module instance may be called any number of times).
 ACTIVATIONS: tuple[type[nn.Module], ...] = (
@@ -55,14 +56,18 @@ def local_vjp(module: nn.Module, x: torch.Tensor, v: torch.Tensor) -> torch.Tens
 
     Calls ``module.forward`` directly, so no hook fires and an inplace unit works on a copy;
     the ReLU family uses its closed-form derivative (no extra autograd pass).
+
+    >>> local_vjp(nn.ReLU6(), torch.tensor([-1.0, 3.0, 7.0]), torch.ones(3)).tolist()
+    [0.0, 1.0, 0.0]
     """
     kind = type(module)
+    # The kernels autograd itself runs for these units: one fused pass, no boolean masks.
     if kind is nn.ReLU:
-        return v * (x > 0)
+        return torch.ops.aten.threshold_backward(v, x, 0)  # v·1{x>0}
     if kind in (nn.ReLU6, nn.Hardtanh):
-        return v * ((x > module.min_val) & (x < module.max_val))
+        return torch.ops.aten.hardtanh_backward(v, x, module.min_val, module.max_val)  # v·1{min<x<max}
     if kind is nn.LeakyReLU:
-        return torch.where(x > 0, v, v * module.negative_slope)
+        return torch.ops.aten.leaky_relu_backward(v, x, module.negative_slope, False)
     with torch.enable_grad():
         xx = x.detach().requires_grad_(True)
         y = module.forward(xx.clone())
@@ -78,6 +83,11 @@ def deconvnet_rule(module: nn.Module, x: torch.Tensor, y: torch.Tensor, grad_y: 
 def guided_rule(module: nn.Module, x: torch.Tensor, y: torch.Tensor, grad_y: torch.Tensor) -> torch.Tensor:
     """Guided back-propagation: ``f'(s)·1{g>0}·g``."""
     return local_vjp(module, x, grad_y.clamp_min(0))
+
+
+# guided_rule as a gradient-at-output rule: the unit's own backward applies f'(s) to the clamped gradient
+# (the same kernels local_vjp calls), with no copy of the output and no custom autograd Function.
+GUIDED = GradRule(lambda module, grad_y: grad_y.clamp_min(0))
 
 
 def _caller_module(frame) -> nn.Module | None:
@@ -120,6 +130,63 @@ class CountFunctional(TorchFunctionMode):
         return func(*args, **(kwargs or {}))
 
 
+# model -> (code key, count): counting runs a Python check on every op of a forward (≈ +10 % on
+# EfficientNet-Lite0), so it is done once per model and its code; the warning still fires on every call.
+_COUNTS: "weakref.WeakKeyDictionary[nn.Module, tuple[tuple, int]]" = weakref.WeakKeyDictionary()
+
+
+def _code_key(model: nn.Module) -> tuple:
+    """What the count depends on: the class of every submodule and any ``forward`` set on an instance
+    (as plain functions: a bound method would keep the model alive in the cache)."""
+    return tuple((type(m), getattr(m.__dict__.get("forward"), "__func__", m.__dict__.get("forward")))
+                 for m in model.modules())
+
+
+class _Known:
+    """A count already taken for this model's code: the forward runs without the counting mode."""
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+
+    def __enter__(self) -> "_Known":
+        return self
+
+    def __exit__(self, *exc) -> bool:
+        return False
+
+
+class _Recording(CountFunctional):
+    """Counts one forward and remembers the count for the model (only when the forward succeeded)."""
+
+    def __init__(self, model: nn.Module, key: tuple) -> None:
+        super().__init__()
+        self._model, self._key = model, key
+
+    def __exit__(self, kind, value, tb):
+        out = super().__exit__(kind, value, tb)
+        if kind is None:
+            _COUNTS[self._model] = (self._key, self.count)
+        return out
+
+
+def functional_counter(model: nn.Module) -> CountFunctional | _Known:
+    """The context manager to wrap a forward in, whose ``.count`` is the functional activation calls
+    (:class:`CountFunctional`): counted on the first call for a model, then read from a cache keyed
+    on the model and its code (its submodules' classes and instance-level ``forward`` methods).
+
+    >>> net = nn.Sequential(nn.Linear(2, 2))
+    >>> with functional_counter(net) as c:
+    ...     _ = torch.relu(net(torch.ones(1, 2)))
+    >>> c.count, functional_counter(net).count   # the second call reads the count taken by the first
+    (1, 1)
+    """
+    key = _code_key(model)
+    hit = _COUNTS.get(model)
+    if hit is not None and hit[0] == key:
+        return _Known(hit[1])
+    return _Recording(model, key)
+
+
 def warn_functional(method: str, count: int) -> None:
     """One ``RuntimeWarning`` when ``count`` activation calls escaped the rules (see :class:`CountFunctional`)."""
     if count:
@@ -135,12 +202,11 @@ def _rule_gradient(method: str, model: nn.Module, x: torch.Tensor, target: Any, 
                    layer: str | None = None, unit: Any = None, reduce: str | None = None) -> torch.Tensor:
     w = where(model, x, layer, unit, method)
     score = method_score(score, target, "logit")
-    counter = CountFunctional()
+    counter = functional_counter(w.b.model)
     with hooks(w.b.model):
-        idx = resolve(w, x, target)
-        v = values_of(w, x)
-        # The backward runs outside the counter: rules call the unit's forward again.
-        g, _ = scores_and_gradient(w, v, x, target, idx, score, rules={ACTIVATIONS: rule}, counter=counter)
+        # One forward (the class read from it); the backward runs outside the counter: rules may call
+        # the unit's forward again.
+        _, g, _ = gradient_at(w, x, target, score, rules={ACTIVATIONS: rule}, counter=counter)
     warn_functional(method, counter.count)
     return finish(w, x, g, reduce)
 
@@ -177,43 +243,71 @@ def guided_backprop(model: nn.Module, x: torch.Tensor, target: Any = None, *, sc
     >>> guided_backprop(net, torch.tensor([[[[-1.0, 2.0]]]]), 0).flatten().tolist()
     [0.0, 0.0]
     """
-    return _rule_gradient("guided-backprop", model, x, target, guided_rule, score, layer, unit, reduce)
+    return _rule_gradient("guided-backprop", model, x, target, GUIDED, score, layer, unit, reduce)
 
 
 # ------------------------------------------------------------------------------------ DeepLIFT
-# The batch holds [inputs; references] so every rule sees both halves of its input and output.
+# The reference runs first without autograd, recording each rule unit's input and output per call; the
+# forward of x then pairs every call with the same call of the reference (``bind``), so the backward runs
+# over x's batch only (a [x; reference] batch would run it over both halves, the reference's for nothing).
 _POOLS = (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d)
 
 
-def _rescale_rule(eps: float):
-    def rule(module, x, y, grad_y):
-        (s, s0), (o, o0), (g, _) = x.chunk(2), y.chunk(2), grad_y.chunk(2)
-        ds = s - s0
-        m = torch.where(ds.abs() > eps, (o - o0) / torch.where(ds.abs() > eps, ds, torch.ones_like(ds)),
-                        local_vjp(module, s, torch.ones_like(s)))
-        return torch.cat([m * g, torch.zeros_like(s)])
+def _safe_ratio(num: torch.Tensor, ds: torch.Tensor, eps: float, fallback) -> torch.Tensor:
+    """``num / ds`` where ``|ds| > eps``, ``fallback()`` elsewhere (only computed when some ``|ds|`` is that small)."""
+    big = ds.abs() > eps
+    if bool(big.all()):
+        return num / ds
+    return torch.where(big, num / torch.where(big, ds, 1.0), fallback())
+
+
+def _rescale(eps: float, s0: torch.Tensor, o0: torch.Tensor):
+    def rule(module, s, o, g):
+        return _safe_ratio(o - o0, s - s0, eps, lambda: local_vjp(module, s, torch.ones_like(s))) * g
 
     return rule
 
 
-def _maxpool_rule(eps: float):
+def _maxpool(eps: float, s0: torch.Tensor, o0: torch.Tensor):
     """Captum's max-pool rule: ``Δy`` is split between the input's and the reference's winners."""
 
-    def rule(module, x, y, grad_y):
-        (s, s0), (o, o0), (g, _) = x.chunk(2), y.chunk(2), grad_y.chunk(2)
+    def rule(module, s, o, g):
         top = torch.maximum(o, o0)
         contrib = local_vjp(module, s, g * (top - o0)) + local_vjp(module, s0, g * (o - top))
-        ds = s - s0
-        plain = local_vjp(module, s, g)
-        m = torch.where(ds.abs() > eps, contrib / torch.where(ds.abs() > eps, ds, torch.ones_like(ds)), plain)
-        return torch.cat([m, torch.zeros_like(m)])
+        return _safe_ratio(contrib, s - s0, eps, lambda: local_vjp(module, s, g))
 
     return rule
 
 
-def deeplift_rules(eps: float = 1e-10) -> dict:
-    """The DeepLIFT rescale rules, for :func:`seethrough.hooks.hooks` on a ``[x; reference]`` batch."""
-    return {ACTIVATIONS: _rescale_rule(eps), _POOLS: _maxpool_rule(eps)}
+def deeplift_rules(eps: float = 1e-10) -> tuple[dict, dict]:
+    """``(record, rules)`` for :func:`seethrough.hooks.hooks`: ``record`` on the reference's forward (without
+    autograd) keeps each unit's input and output per call; ``rules`` on x's forward then give every call
+    the rescale (or max-pool) rule against the same call of the reference."""
+    seen: dict[nn.Module, list] = {}
+    calls: dict[nn.Module, int] = {}  # x's pass: calls so far per module (below a layer= too, where no rule binds)
+
+    def observe(module, s, o):
+        if torch.is_grad_enabled():
+            calls[module] = calls.get(module, 0) + 1
+        else:
+            seen.setdefault(module, []).append((s.clone(), o.clone()))  # a later inplace op must not change them
+
+    def bind(module, s, o):
+        k, ref = calls.get(module, 0), seen.get(module, [])
+        if k >= len(ref):
+            raise RuntimeError(f"deeplift: {type(module).__name__} ran more often on x than on the reference; "
+                               "the model's forward must take the same path for both")
+        s0, o0 = ref[k]
+        return (_maxpool if isinstance(module, _POOLS) else _rescale)(eps, s0, o0)
+
+    def unused(module, x, y, grad_y):  # every call is bound; the rule itself never runs
+        raise AssertionError("deeplift rule called unbound")
+
+    record = lambda module, x, y, grad_y: unused(module, x, y, grad_y)  # noqa: E731
+    record.observe = observe
+    unused.observe, unused.bind = observe, bind
+    units = (*ACTIVATIONS, *_POOLS)
+    return {units: record}, {units: unused}
 
 
 @register("deeplift", family="relevance", paper="Shrikumar, Greenside & Kundaje, 2017", kinds=("image", "tabular", "tensor"))
@@ -244,14 +338,13 @@ def deeplift(model: nn.Module, x: torch.Tensor, target: Any = None, **options: A
     w = where(model, x, options.get("layer"), options.get("unit"), "deeplift")
     stabilizer = float(options.get("stabilizer", 1e-10))
     n = x.shape[0]
-    counter = CountFunctional()
+    counter = functional_counter(w.b.model)
+    record, rules = deeplift_rules(stabilizer)
     with hooks(w.b.model):
-        idx = resolve(w, x, target)
         base = baseline_values(replace(w, layer=None), x, options.get("baseline"), options.get("blur_sigma"))
-        both = torch.cat([x.detach(), base])
-        rows = torch.arange(n, device=x.device).repeat(2)
-        v = values_of(w, both, rows)
-        g, _ = scores_and_gradient(w, v, both, target, None if idx is None else idx[rows], score, rows,
-                                   rules=deeplift_rules(stabilizer), counter=counter, seed_rows=n)
+        v0 = values_of(w, base)
+        forward_at(w, v0, base, rules=record)  # the reference pass, without autograd
+        # x's pass: one forward and one backward, the class read from it
+        v, g, _ = gradient_at(w, x, target, score, rules=rules, counter=counter)
     warn_functional("deeplift", counter.count)
-    return (v[:n] - v[n:]) * g[:n]
+    return (v - v0) * g

@@ -34,8 +34,8 @@ from ..layers import resolve_layer
 from ..targets import is_callable_target, target_indices, target_scores
 from .common import check_nonneg_float, make_baseline
 
-__all__ = ["Where", "where", "resolve", "read_score", "scores_and_gradient", "scores_at", "values_of", "baseline_values",
-           "finish", "noise_scale", "unit_scores", "REDUCE"]
+__all__ = ["Where", "where", "resolve", "read_score", "scores_and_gradient", "gradient_at", "forward_at", "scores_at",
+           "values_of", "baseline_values", "finish", "noise_scale", "unit_scores", "REDUCE"]
 
 REDUCE = (None, "sum", "none")
 
@@ -205,6 +205,52 @@ def scores_and_gradient(w: Where, v: torch.Tensor, x: torch.Tensor, target: Any,
         s = read_score(w, out, act, x, rows, target, indices, score)
         (g,) = torch.autograd.grad((s if seed_rows is None else s[:seed_rows]).sum(), vg, allow_unused=True)
     return (torch.zeros_like(v) if g is None else g), s.detach()
+
+
+def gradient_at(w: Where, x: torch.Tensor, target: Any, score: str | None, rules=None, *, counter=None,
+                v: torch.Tensor | None = None, rows: torch.Tensor | None = None, seed_rows: int | None = None,
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """``(v, ∂score/∂v, class per row)`` of ``x`` in one forward: :func:`resolve` and
+    :func:`scores_and_gradient` merged, for the single-pass methods.
+
+    The target class (``target=None``: the argmax) is read from the very output the gradient is taken
+    through, and a ``unit=`` is checked against the activation captured in it, before the backward. The
+    clean forward :func:`resolve` runs is needed by the many-pass methods (the class of the clean input,
+    not of a noisy copy); here the pass *is* the clean input's (in eval mode: ``hooks`` gives that), so it
+    gives the same class at the cost of one forward less. Call it inside :func:`seethrough.hooks.hooks`.
+    ``v``: the point of the space (default :func:`values_of` ``x``); ``rows``/``seed_rows``: DeepLIFT's
+    ``[x; reference]`` batch, whose first ``seed_rows`` rows are the samples (their class is resolved
+    and given to row ``i`` as ``idx[rows[i]]``) and alone seed the backward.
+
+    >>> net = torch.nn.Sequential(torch.nn.Linear(2, 3))
+    >>> x = torch.rand(4, 2)
+    >>> v, g, idx = gradient_at(where(net, x), x, None, "logit")
+    >>> torch.equal(idx, net(x).argmax(1)), torch.equal(g, net[0].weight[idx])
+    (True, True)
+    """
+    if w.unit is not None and target is not None:
+        raise ValueError("unit= explains that unit's activation, not a class: leave target=None")
+    v = values_of(w, x, rows) if v is None else v
+    with torch.enable_grad():
+        vg = v.detach().requires_grad_(True)
+        with counter if counter is not None else nullcontext():
+            out, act = _forward(w, vg, x, rows, rules)
+        idx = None
+        if w.unit is not None:
+            _check_unit(w, x, act)
+        elif not is_callable_target(target):
+            sel = w.b.select(out).detach()
+            idx = target_indices(sel if seed_rows is None else sel[:seed_rows], target)
+            idx = idx if rows is None else idx[rows]
+        s = read_score(w, out, act, x, rows, target, idx, score)
+        (g,) = torch.autograd.grad((s if seed_rows is None else s[:seed_rows]).sum(), vg, allow_unused=True)
+    return v, (torch.zeros_like(v) if g is None else g), idx
+
+
+def forward_at(w: Where, v: torch.Tensor, x: torch.Tensor, rules=None) -> Any:
+    """The raw output of a forward from ``v`` without autograd (rules with ``observe`` record from it)."""
+    with torch.no_grad():
+        return _forward(w, v, x, None, rules)[0]
 
 
 def scores_at(w: Where, v: torch.Tensor, x: torch.Tensor, target: Any, indices, score, rows=None) -> torch.Tensor:
