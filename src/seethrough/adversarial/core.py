@@ -161,7 +161,8 @@ def attack(
             raise ValueError(f"attacks need a classifier output of shape (N, classes), got {tuple(probe.shape)}")
         with torch.no_grad():
             clean = run_batched(lambda a, b: model(x[a:b]).argmax(dim=1), len(x), batch_size=batch_size,
-                                key=model_key(model, x, "forward"), progress=progress, desc="clean predictions")
+                                key=model_key(model, x, "forward"), progress=progress, desc="clean predictions",
+                                device=x.device)
         fake = torch.zeros(len(x), probe.shape[1], dtype=probe.dtype, device=probe.device)
         label_idx = clean if label is None else _classes(fake, label, "label")
         target_idx = None if target is None else _classes(fake, target, "target")
@@ -174,12 +175,12 @@ def attack(
             return perturb(model, x[a:b], goal[a:b], target_idx is not None, start[a:b], step, steps, f"{method} step")
 
         x_adv, h_cls, h_prob, h_goal = run_batched(
-            run, len(x), batch_size=batch_size, item_bytes=bytes_per_item(x, "grad"),
+            run, len(x), batch_size=batch_size, item_bytes=bytes_per_item(x, "grad"), device=x.device,
             key=model_key(model, x, "grad"), progress=progress, desc=f"{method} attack",
         )
         with torch.no_grad():
             pred_8bit = run_batched(lambda a, b: model(quantize(x_adv[a:b])).argmax(dim=1), len(x), batch_size=batch_size,
-                                    key=model_key(model, x, "forward"), progress=False)
+                                    key=model_key(model, x, "forward"), progress=False, device=x.device)
     succeeded = (lambda c: c == target_idx) if target_idx is not None else (lambda c: c != label_idx)
     return AttackResult(
         method=method, options=opts, x=x, x_adv=x_adv, label=label_idx, target=target_idx,
@@ -218,6 +219,7 @@ def _attack_rows(b: Boundary, x: torch.Tensor, method: str, target: Any, label: 
                            steps, f"{method} step")
 
         x_adv, h_cls, h_prob, h_goal = run_batched(run, len(x), batch_size=batch_size, item_bytes=bytes_per_item(x, "grad"),
+                                                   device=x.device,
                                                    key=model_key(b.model, x, "grad-tabular"), progress=progress,
                                                    desc=f"{method} attack")
     succeeded = (lambda c: c == target_idx) if target_idx is not None else (lambda c: c != label_idx)

@@ -175,7 +175,8 @@ def train_patch(
 
         def classify(p: torch.Tensor) -> torch.Tensor:
             return run_batched(lambda a, b: model(apply_patch(x, p, held[a:b])).argmax(dim=1), len(held.image),
-                               batch_size=batch_size, item_bytes=bytes_per_item(x), key=model_key(model, x, "forward"),
+                               batch_size=batch_size, item_bytes=bytes_per_item(x), device=x.device,
+                               key=model_key(model, x, "forward"),
                                progress=False)
 
         with torch.no_grad():

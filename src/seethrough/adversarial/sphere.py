@@ -115,7 +115,7 @@ def sphere_test(
     with hooks(model), torch.no_grad():
         clean = class_output(model(x), hint=MODEL_HINT).argmax(dim=1)
         classes = run_batched(lambda a, b: model(points(a, b)).argmax(dim=1), len(x) * n, batch_size=batch_size,
-                              item_bytes=bytes_per_item(x, "forward"), key=model_key(model, x, "forward"),
+                              item_bytes=bytes_per_item(x, "forward"), device=x.device, key=model_key(model, x, "forward"),
                               progress=progress, desc="sphere test")
     return SphereResult(radius=radius, clean_class=clean, classes=classes.view(len(x), n), n=n, options=opts, seed=seed)
 
@@ -140,5 +140,5 @@ def transfer(result: AttackResult, other: nn.Module, *, batch_size: int | str = 
     x_adv = result.x_adv
     with hooks(other), torch.no_grad():
         pred = run_batched(lambda a, b: other(x_adv[a:b]).argmax(dim=1), len(x_adv), batch_size=batch_size,
-                           key=model_key(other, x_adv, "forward"), progress=False)
+                           key=model_key(other, x_adv, "forward"), progress=False, device=x_adv.device)
     return pred == result.target if result.targeted else pred != result.label

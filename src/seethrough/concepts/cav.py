@@ -34,7 +34,7 @@ def layer_activations(model: nn.Module, x: torch.Tensor, layer: str, batch_size:
             model(x[a:b])
         return rec[layer].flatten(1)
 
-    return run_batched(fn, len(x), batch_size=batch_size, progress=False, desc="activations")
+    return run_batched(fn, len(x), batch_size=batch_size, progress=False, desc="activations", device=x.device)
 
 
 def canonical(x: torch.Tensor) -> torch.Tensor:
@@ -49,7 +49,7 @@ def fit_cav(layer: str, pos: torch.Tensor, neg: torch.Tensor, seed: int = 0, *, 
     """Fit the linear classifier (scikit-learn logistic regression) on activations ``pos`` vs ``neg``."""
     from sklearn.linear_model import LogisticRegression
 
-    feats = torch.cat([pos, neg]).double().numpy()
+    feats = torch.cat([pos, neg]).double().cpu().numpy()  # scikit-learn fits on the host, from any device
     labels = np.r_[np.ones(len(pos)), np.zeros(len(neg))]
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(labels))
@@ -62,7 +62,7 @@ def fit_cav(layer: str, pos: torch.Tensor, neg: torch.Tensor, seed: int = 0, *, 
     if warn and acc <= CHANCE:
         warnings.warn(f"CAV at {layer!r} has held-out accuracy {acc:.0%} (chance): the concept is not linearly "
                       f"present at that layer", stacklevel=3)
-    w = torch.from_numpy(clf.coef_[0].copy())
+    w = torch.from_numpy(clf.coef_[0].copy()).to(pos.device)  # the CAV lives where the activations do
     return CAV(layer, w / w.norm().clamp_min(1e-300), acc)
 
 

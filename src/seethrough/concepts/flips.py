@@ -21,7 +21,7 @@ def _predict(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
         with hooks(model), torch.no_grad():
             return model(x[a:b]).argmax(1)
 
-    return run_batched(fn, len(x), progress=False, desc="predict")
+    return run_batched(fn, len(x), progress=False, desc="predict", device=x.device)
 
 
 @renamed(kind="pattern")

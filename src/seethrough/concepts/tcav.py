@@ -169,14 +169,15 @@ def tcav(
             warnings.warn(f"the concept CAVs at {name!r} are at chance (held-out accuracy {acc.mean():.0%}): the "
                           f"concept is not linearly present at that layer", stacklevel=2)
         g = directional_grads(model, class_x, name, target).double()
+        vc, vr = vc.to(g.device), vr.to(g.device)  # CAVs from the cache may come from another device
         cs = (g @ vc.T > 0).double().mean(0)
         rs = (g @ vr.T > 0).double().mean(0)
         if torch.equal(cs, rs) or (cs.std() == 0 and rs.std() == 0):
             p = 1.0 if cs.mean() == rs.mean() else 0.0
         else:
-            p = float(ttest_ind(cs.numpy(), rs.numpy()).pvalue)
+            p = float(ttest_ind(cs.cpu().numpy(), rs.cpu().numpy()).pvalue)
         p = min(1.0, p * (n_tests or len(layers)))
-        result.layers[name] = LayerTCAV(name, cs.mean().item(), cs, rs, acc, p, p < alpha)
+        result.layers[name] = LayerTCAV(name, cs.mean().item(), cs, rs, acc.to(cs.device), p, p < alpha)
     return result
 
 

@@ -58,7 +58,8 @@ class Surrogate(ResultProtocol):
         """Class predicted by the surrogate for each input."""
         self._check_fitted()
         if self.kind == "tree":
-            return torch.from_numpy(self.estimator.predict(x.flatten(1).double().numpy())).long()
+            # scikit-learn runs on the host: the inputs go there, the classes come back to x's device
+            return torch.from_numpy(self.estimator.predict(x.flatten(1).double().cpu().numpy())).long().to(x.device)
         with torch.no_grad():
             return self.estimator(x.flatten(1).float()).argmax(1)
 
@@ -73,7 +74,7 @@ class Surrogate(ResultProtocol):
         flat = x.reshape(1, -1)
         if self.kind == "tree":
             t = self.estimator.tree_
-            nodes = self.estimator.decision_path(flat.double().numpy()).indices
+            nodes = self.estimator.decision_path(flat.double().cpu().numpy()).indices
             steps = []
             for node in nodes[:-1]:
                 f, thr = int(t.feature[node]), float(t.threshold[node])
@@ -108,9 +109,9 @@ def model_outputs(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
     def fn(a: int, b: int) -> torch.Tensor:
         with hooks(bound.model), torch.no_grad():
-            return bound.forward(x[a:b], torch.arange(a, b))
+            return bound.forward(x[a:b], torch.arange(a, b, device=x.device))
 
-    return run_batched(fn, len(x), progress=False, desc="labelling")
+    return run_batched(fn, len(x), progress=False, desc="labelling", device=x.device)
 
 
 def _tabular(model: Any) -> bool:
@@ -198,13 +199,15 @@ def distill(
             base = x[train][torch.randint(0, len(train), (nq,), generator=gen)]
             if _tabular(model):  # rows: noise in units of each feature's std, clamped to each feature's range
                 lo, hi = (model.ranges[0], model.ranges[1]) if model.ranges is not None else (x.amin(0), x.amax(0))
-                q = torch.minimum(torch.maximum(base + noise_std * x.std(0) * torch.randn(base.shape, generator=gen), lo), hi)
+                lo, hi = (torch.as_tensor(v).to(x) for v in (lo, hi))  # the boundary's ranges may be on the host
+                noise = torch.randn(base.shape, generator=gen).to(base)  # drawn on the CPU: the same on every device
+                q = torch.minimum(torch.maximum(base + noise_std * x.std(0) * noise, lo), hi)
             else:
-                q = (base + noise_std * torch.randn(base.shape, generator=gen)).clamp(x.min(), x.max())
+                q = (base + noise_std * torch.randn(base.shape, generator=gen).to(base)).clamp(x.min(), x.max())
             fx, fy = torch.cat([fx, q]), torch.cat([fy, model_outputs(model, q).argmax(1)])
         options.update(n_samples=nq if fit_to == "model" else 0, noise_std=noise_std)
         est = DecisionTreeClassifier(max_depth=depth, random_state=seed)
-        est.fit(fx.flatten(1).double().numpy(), fy.numpy())
+        est.fit(fx.flatten(1).double().cpu().numpy(), fy.cpu().numpy())
     else:
         targets = probs if fit_to == "model" else torch.nn.functional.one_hot(y, probs.shape[1]).float()
         est = fit_soft_tree(x[train].float(), targets[train].float(), depth, beta=beta, penalty=penalty,

@@ -35,7 +35,7 @@ class SoftTree(nn.Module):
     def path_probs(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Probability of reaching each node, level by level: ``[(N, 1), (N, 2), …, (N, 2^depth)]``."""
         right = self.right_probs(x)
-        levels = [torch.ones(len(x), 1, dtype=right.dtype)]
+        levels = [torch.ones(len(x), 1, dtype=right.dtype, device=right.device)]
         for d in range(self.depth):
             r = right[:, 2 ** d - 1: 2 ** (d + 1) - 1]
             p = levels[-1]
@@ -45,9 +45,10 @@ class SoftTree(nn.Module):
     def leaf_index(self, x: torch.Tensor) -> torch.Tensor:
         """The leaf at the end of the most probable path (greedy: each node's likelier branch)."""
         right = self.right_probs(x) > 0.5
-        node = torch.zeros(len(x), dtype=torch.long)
+        node = torch.zeros(len(x), dtype=torch.long, device=right.device)
+        rows = torch.arange(len(x), device=right.device)
         for d in range(self.depth):
-            node = 2 * node + right[torch.arange(len(x)), 2 ** d - 1 + node].long()
+            node = 2 * node + right[rows, 2 ** d - 1 + node].long()
         return node
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -83,12 +84,13 @@ def fit_soft_tree(x: torch.Tensor, soft_targets: torch.Tensor, depth: int, *, be
     """
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        tree = SoftTree(x[0].numel(), soft_targets.shape[1], depth, beta)
+        # initialised on the CPU (the same tree on every device), then moved to the data's device
+        tree = SoftTree(x[0].numel(), soft_targets.shape[1], depth, beta).to(x.device)
         gen = torch.Generator().manual_seed(seed)
         opt = torch.optim.Adam(tree.parameters(), lr=step_size)
         flat = x.flatten(1)
         for _ in bar(range(epochs), desc="soft tree", progress=progress):
-            order = torch.randperm(len(x), generator=gen)
+            order = torch.randperm(len(x), generator=gen).to(x.device)  # one copy per epoch, not per step
             for a in range(0, len(x), batch_size):
                 idx = order[a:a + batch_size]
                 opt.zero_grad(set_to_none=True)

@@ -121,7 +121,7 @@ def collect(
                     got.append(_per_sample(b, xs, rows, rec[embedding]))
                 return tuple(got)
 
-            parts = run_batched(run, len(x), batch_size=batch_size, item_bytes=bytes_per_item(x),
+            parts = run_batched(run, len(x), batch_size=batch_size, item_bytes=bytes_per_item(x), device=x.device,
                                 key=model_key(model, x, "forward"), progress=progress, desc="activations")
         got = dict(zip(real + ([OUTPUT] if want_output else []) + ([INPUT] if embedding is not None else []), parts))
     else:

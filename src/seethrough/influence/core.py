@@ -243,7 +243,7 @@ def influence(
                 return (g * solve(g)).sum(1) / n
 
             return run_batched(fn, n, batch_size=batch_size, progress=progress, desc="self-influence",
-                               item_bytes=flat.size * 64)
+                               item_bytes=flat.size * 64, device=x.device)
 
     return Influence(scores, method, float(damping), options, (x, y), (xt, yt), test_loss, self_influence, loss)
 
@@ -262,7 +262,7 @@ def _solver(flat: Flat, x, y, method: str, damping: float, cg_tol: float, depth:
         options["cg_tol"] = cg_tol
         return lambda g: cg(h, g, damping, tol=cg_tol)
     if scale is None:
-        scale = 1.1 * (top_eigenvalue(h, flat.size, flat.dtype) + damping)
+        scale = 1.1 * (top_eigenvalue(h, flat.size, flat.dtype, device=flat.theta.device) + damping)
     options.update(lissa_depth=depth, lissa_scale=scale)
     return lambda g: lissa(h, g, damping, scale=scale, depth=depth)
 
@@ -276,7 +276,7 @@ def _scores(flat: Flat, x, y, s_test: torch.Tensor, n: int, batch_size, progress
         return flat.per_example(x[a:b], y[a:b]) @ s_test.T / n
 
     return run_batched(fn, len(x), batch_size=batch_size, progress=progress, desc="influence",
-                       item_bytes=flat.size * 64).T.contiguous()
+                       item_bytes=flat.size * 64, device=x.device).T.contiguous()
 
 
 def _tracin(model, train, test, loss, params, checkpoints, dtype, batch_size, progress, options) -> Influence:
@@ -284,8 +284,8 @@ def _tracin(model, train, test, loss, params, checkpoints, dtype, batch_size, pr
     if not checkpoints:
         raise ValueError("method='tracin' needs checkpoints=[(state_dict or model, learning_rate), ...]")
     (x, y), (xt, yt) = train, test
-    scores = torch.zeros(len(xt), len(x), dtype=dtype)
-    selfs = torch.zeros(len(x), dtype=dtype)
+    scores = torch.zeros(len(xt), len(x), dtype=dtype, device=x.device)
+    selfs = torch.zeros(len(x), dtype=dtype, device=x.device)
     flat = select(model, params, loss, dtype)
     check_loss(flat, x, y)
     for state, lr in checkpoints:
@@ -303,7 +303,8 @@ def _tracin(model, train, test, loss, params, checkpoints, dtype, batch_size, pr
             g = ck.per_example(x[a:b], y[a:b])
             return torch.cat([g @ gt.T, (g * g).sum(1, keepdim=True)], dim=1)
 
-        out = run_batched(fn, len(x), batch_size=batch_size, progress=progress, desc="tracin", item_bytes=ck.size * 64)
+        out = run_batched(fn, len(x), batch_size=batch_size, progress=progress, desc="tracin", item_bytes=ck.size * 64,
+                          device=x.device)
         scores += float(lr) * out[:, :-1].T
         selfs += float(lr) * out[:, -1]
     options["checkpoints"] = len(checkpoints)

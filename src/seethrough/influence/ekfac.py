@@ -127,7 +127,7 @@ def fit(flat: Flat, layers: list[str], x: torch.Tensor, y: torch.Tensor, batch: 
     for b in blocks:
         b.ea, b.qa = torch.linalg.eigh(sums_a[b.module] / n)
         b.es, b.qs = torch.linalg.eigh(sums_s[b.module] / n)
-        b.lam = torch.zeros(len(b.es), len(b.ea), dtype=flat.dtype)
+        b.lam = torch.zeros(len(b.es), len(b.ea), dtype=flat.dtype, device=b.es.device)
         b.diag = torch.zeros_like(b.lam)
     for a0, a1 in batches(n, batch):
         got = _pseudo(flat, x[a0:a1], y[a0:a1], blocks)

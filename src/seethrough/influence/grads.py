@@ -129,7 +129,7 @@ def hessian(flat: Flat, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
     n, p = len(x), flat.size
     per = max(1, min(n, 2**26 // max(p * x[0].numel(), 1)))
-    out = torch.zeros(p, p, dtype=flat.dtype)
+    out = torch.zeros(p, p, dtype=flat.dtype, device=flat.theta.device)
     for a, b in batches(n, per):
         out += _hessian(flat.mean_loss)(flat.theta, x[a:b], y[a:b]) * ((b - a) / n)
     return (out + out.T) / 2

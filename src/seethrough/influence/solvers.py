@@ -79,17 +79,23 @@ def cg(hvp: Hvp, v: torch.Tensor, damping: float, *, tol: float = 1e-10, max_ite
     return s
 
 
-def top_eigenvalue(hvp: Hvp, n: int, dtype: torch.dtype, *, iters: int = 30, seed: int = 0) -> float:
-    """Largest |eigenvalue| by power iteration (LiSSA's scale must exceed it)."""
+def top_eigenvalue(hvp: Hvp, n: int, dtype: torch.dtype, *, iters: int = 30, seed: int = 0,
+                   device: torch.device | str = "cpu") -> float:
+    """Largest |eigenvalue| by power iteration (LiSSA's scale must exceed it); the start vector is drawn on the
+    CPU (the same on every device) and moved to ``device``, where the parameters are.
+
+    >>> round(top_eigenvalue(lambda u: u * torch.tensor([1.0, -3.0, 2.0], dtype=torch.float64), 3, torch.float64), 6)
+    3.0
+    """
     gen = torch.Generator().manual_seed(seed)
-    u = torch.randn(n, generator=gen, dtype=torch.float64).to(dtype)
+    u = torch.randn(n, generator=gen, dtype=torch.float64).to(device=device, dtype=dtype)
     u /= u.norm()
-    lam = 0.0
+    lam = torch.zeros((), dtype=dtype, device=device)
     for _ in range(iters):
         w = hvp(u)
-        lam = (u @ w).item()
+        lam = u @ w  # read once after the loop: a .item() per iteration is a host sync per step on a GPU
         u = w / w.norm().clamp_min(1e-300)
-    return abs(lam)
+    return abs(float(lam))
 
 
 def lissa(hvp: Hvp, v: torch.Tensor, damping: float, *, scale: float, depth: int) -> torch.Tensor:
@@ -106,7 +112,9 @@ def lissa(hvp: Hvp, v: torch.Tensor, damping: float, *, scale: float, depth: int
     s = v.clone()
     for _ in range(depth):
         s = v + s - (hvp(s) + damping * s) / scale
-        if not torch.isfinite(s).all():
-            raise ValueError("LiSSA diverged: the scale is below the largest Hessian eigenvalue or the Hessian is "
-                             "indefinite; raise lissa_scale or add damping")
+    # Checked once: a diverging iterate overflows to inf, then nan, and stays non-finite (a check per step would
+    # be a host sync per step on a GPU).
+    if not torch.isfinite(s).all():
+        raise ValueError("LiSSA diverged: the scale is below the largest Hessian eigenvalue or the Hessian is "
+                         "indefinite; raise lissa_scale or add damping")
     return s / scale

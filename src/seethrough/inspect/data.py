@@ -139,6 +139,7 @@ def scan(
 
     run_batched(
         lambda a, b: run(get(a, b), a), n, batch_size=batch_size, item_bytes=bytes_per_item(sample, "forward"),
+        device=sample.device,
         key=key, progress=progress, desc=desc, on_batch=lambda a, b, out: reduce_fn(a, out),
     )
     return n

@@ -103,6 +103,6 @@ def topk_examples(
     units = result.units.repeat_interleave(k)
     pos = result.positions.reshape(-1, 2)
     p = run_batched(lambda a, b: project(model, x[a:b], result.layer, units[a:b], pos[a:b], method=projection),
-                    len(idx), batch_size=batch_size, progress=False)
+                    len(idx), batch_size=batch_size, progress=False, device=x.device)
     p = crops(p, boxes)
     return c.reshape(u, k, *c.shape[1:]), p.reshape(u, k, *p.shape[1:])

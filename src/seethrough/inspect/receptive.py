@@ -143,7 +143,8 @@ def receptive_field(
 
     if not len(uniq):
         return torch.zeros(0, 4, dtype=torch.long)
-    found = run_batched(boxes, len(uniq), batch_size=batch_size if batch_size != "auto" else 64, progress=False)
+    found = run_batched(boxes, len(uniq), batch_size=batch_size if batch_size != "auto" else 64, progress=False,
+                        device=sample.device)
     return found[inverse]
 
 

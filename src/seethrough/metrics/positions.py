@@ -101,22 +101,24 @@ def position_curve(name: str, model: nn.Module | Boundary, x: torch.Tensor, attr
     real = token_mask(b, x) if b.kind == "tokens" else torch.ones_like(x, dtype=torch.bool)
     start, end = (gone, x) if insert else (x, gone)
     idx, _ = clean_forward(b, x, target)
-    per_step = torch.tensor([math.ceil(k * size / steps) for k in range(steps + 1)])
+    per_step = torch.tensor([math.ceil(k * size / steps) for k in range(steps + 1)], device=x.device)
     pick = "probability" if score == "probability" else "logit"
 
     def curve(ranks: torch.Tensor, desc: str) -> torch.Tensor:
+        ranks = ranks.to(x.device)  # once: every batch's masks are then made on x's device, no host copy per batch
+
         def fn(a: int, c: int) -> torch.Tensor:
-            items = torch.arange(a, c)
+            items = torch.arange(a, c, device=x.device)
             i, k = items // (steps + 1), items % (steps + 1)
-            i_d = i.to(x.device)
-            chosen = torch.arange(size)[None] < per_step[k][:, None]
-            m = torch.zeros(len(items), size, dtype=torch.bool).scatter_(1, ranks[i].cpu(), chosen).to(x.device)
+            i_d = i
+            chosen = torch.arange(size, device=x.device)[None] < per_step[k][:, None]
+            m = torch.zeros(len(items), size, dtype=torch.bool, device=x.device).scatter_(1, ranks[i], chosen)
             batch = torch.where(m & real[i_d], end[i_d], start[i_d])
             out = b.call(batch, i_d)
             return read_scores(b, out, target, None if idx is None else idx[i_d], None if idx is None else pick)
 
         with hooks(b.model), torch.no_grad():
-            out = run_batched(fn, n * (steps + 1), batch_size=batch_size, item_bytes=bytes_per_item(x),
+            out = run_batched(fn, n * (steps + 1), batch_size=batch_size, item_bytes=bytes_per_item(x), device=x.device,
                               key=model_key(b.model, x, f"forward-{b.kind}"), progress=progress, desc=desc)
         return out.view(n, steps + 1).detach()
 
@@ -129,7 +131,8 @@ def position_curve(name: str, model: nn.Module | Boundary, x: torch.Tensor, attr
         rand_curve, rand_score = rand.mean(0), torch.stack([auc(c) for c in rand]).mean(0)
     else:
         rand_curve = torch.full_like(main, float("nan"))
-        rand_score = torch.full((n,), float("nan"), dtype=main.dtype)
-    fraction = torch.tensor([math.ceil(k * size / steps) / size for k in range(steps + 1)], dtype=main.dtype)
+        rand_score = torch.full((n,), float("nan"), dtype=main.dtype, device=main.device)
+    fraction = torch.tensor([math.ceil(k * size / steps) / size for k in range(steps + 1)], dtype=main.dtype,
+                            device=main.device)
     return CurveResult(name, "morf", main, rand_curve, fraction, auc(main), rand_score,
                        {"steps": steps, "score": score, "n_random": n_random, "seed": seed, "kind": b.kind}, seed=seed)

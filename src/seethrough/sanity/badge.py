@@ -168,16 +168,16 @@ def reference_images(model: nn.Module, x: torch.Tensor, target: Any) -> tuple[to
     k, n = cands.shape[:2]
 
     def fn(a: int, b: int) -> torch.Tensor:
-        items = torch.arange(a, b)
+        items = torch.arange(a, b, device=x.device)
         with torch.no_grad():
             out = model(cands[items // n, items % n])
         return class_score(out, target if _is_fn(target) else target[items % n], "probability")
 
     with hooks(model):
-        p = run_batched(fn, k * n, progress=False, desc="references").view(k, n).double()
+        p = run_batched(fn, k * n, progress=False, desc="references", device=x.device).view(k, n).double()
     ok = p[1:] <= REMOVES_EVIDENCE * p[:1]
     first = torch.where(ok.any(0), ok.double().argmax(0), p[1:].argmin(0))
-    idx = torch.arange(n)
+    idx = torch.arange(n, device=x.device)
     return cands[1 + first, idx], [REFERENCES[int(j)] for j in first], p[0], p[1 + first, idx]
 
 

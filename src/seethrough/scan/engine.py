@@ -86,6 +86,8 @@ def run_chunk(model: nn.Module, src: Source, plan: Plan, cid: int) -> ChunkResul
     accs = plan.fresh()
     seen, skipped = [0], []
     layers = list(plan.layers)
+    # sources read to the host; each batch goes to the model's device (one copy per batch: the data is on disk)
+    device = next((t.device for t in [*model.parameters(), *model.buffers()]), torch.device("cpu"))
     with torch.no_grad(), hooks(model, capture=layers, detach=True) as rec:
 
         def forward(a: int, b: int):
@@ -93,7 +95,7 @@ def run_chunk(model: nn.Module, src: Source, plan: Plan, cid: int) -> ChunkResul
             if batch.x is None:
                 return batch, None
             rec.clear()
-            model(batch.x)
+            model(batch.x.to(device))
             missed = [n for n in layers if not rec.activations[n]]
             if missed:
                 raise ValueError(f"layer(s) {', '.join(map(repr, missed))} were not called in the model's forward pass; "
@@ -116,7 +118,7 @@ def run_chunk(model: nn.Module, src: Source, plan: Plan, cid: int) -> ChunkResul
 
         key = ("scan", id(model), plan.item_bytes, torch.get_num_threads())
         run_batched(forward, stop - start, batch_size=plan.batch_size, item_bytes=plan.item_bytes, key=key,
-                    progress=False, on_batch=add)
+                    progress=False, on_batch=add, device=device)
     return ChunkResult(cid, accs, seen[0], skipped)
 
 
