@@ -6,8 +6,9 @@
 Rows: model-parameter randomization vs Quantus ``MPRT``; deletion, pixel flipping, region
 perturbation and ROAD vs Quantus with equal steps; infidelity and max-sensitivity vs Captum.
 Columns: seconds for seethrough and the peer (at its defaults and at its best batch setting), the
-peer/ours ratio, and our ratio to the batched-forward limit (forward passes needed × the best
-per-image batched forward cost, measured here). Differences in the *values* are noted: Quantus
+peer/ours ratio, and our ratio to the limit (passes needed × the best per-image cost of a batched
+forward, or forward + input gradient for the gradient rows, over batch sizes and memory layouts —
+contiguous and channels-last — measured here after warm-up). Differences in the *values* are noted: Quantus
 randomises layers in definition order (``named_modules``), not execution order; its pixel flipping
 reports the raw curve while we report AOPC; Captum's max-sensitivity draws its own perturbations.
 Peers are benchmark dependencies only: ``pip install --no-deps quantus cachetools opencv-python-headless``.
@@ -40,17 +41,13 @@ def peer_timed(fn):
         return float("nan"), f"peer failed: {type(e).__name__}: {str(e).splitlines()[0][:80]}"
 
 
-def forward_cost(model, x, sizes=(1, 4, 8, 16, 32)):
-    """Best seconds per image of a batched forward over batch sizes."""
-    best = float("inf")
-    for b in sizes:
-        xb = x[:1].expand(b, *x.shape[1:]).contiguous()
-        with torch.no_grad():
-            model(xb)
-            reps = max(2, 32 // b)
-            t, _ = timed(lambda: [model(xb) for _ in range(reps)])
-        best = min(best, t / (reps * b))
-    return best
+def pass_cost(model, x, mode="forward"):
+    """Best seconds per image of a batched ``mode`` pass ('forward', or 'grad': forward + input gradient)
+    over batch sizes *and* memory layouts (contiguous, channels-last), measured here after warm-up:
+    the limit of issue 21 (``_bench.per_image_grid``)."""
+    from _bench import best_cell, per_image_grid
+
+    return best_cell(per_image_grid(model, x, mode, sizes=(1, 4, 8, 16, 32), images=32))[0]
 
 
 def gradient_explainer(model, inputs, targets, **kwargs):
@@ -60,23 +57,27 @@ def gradient_explainer(model, inputs, targets, **kwargs):
 
 
 def rows_for(model, x, y, a, steps, quick):
-    import quantus
+    from _bench import peer
+
+    quantus = peer("quantus")  # quantus imports zennit when installed, and zennit imports torchvision: peer() stubs it
+    if quantus is None:
+        raise SystemExit("benchmarks/trust.py needs Quantus (make bench installs it)")
     from captum.metrics import infidelity as c_infidelity
     from captum.metrics import sensitivity_max
 
     n, (h, w) = len(x), x.shape[-2:]
     per_step = (h * w) // steps
-    fwd = forward_cost(model, x)
+    fwd, grad = pass_cost(model, x), pass_cost(model, x, "grad")
     xn, yn, an = x.numpy(), y.numpy(), a.numpy()
     rows = []
 
-    def row(name, ours, passes, peer_default, peer_best=None, note=""):
+    def row(name, ours, passes, peer_default, peer_best=None, note="", per_pass=None):
         t_ours, _ = ours
         t_peer, out = peer_default
         t_best = peer_best[0] if peer_best else t_peer
         if isinstance(out, str) and out.startswith("peer failed"):
             note = f"{note}; {out}" if note else out
-        limit = passes * fwd
+        limit = passes * (fwd if per_pass is None else per_pass)
         rows.append([name, f"{t_ours:.2f}", f"{t_peer:.2f}", f"{t_best:.2f}", f"{t_peer / t_ours:.1f}×",
                      f"{t_best / t_ours:.1f}×", f"{t_ours / limit:.1f}×", note])
 
@@ -130,8 +131,8 @@ def rows_for(model, x, y, a, steps, quick):
 
     sens = lambda bs: peer_timed(lambda: sensitivity_max(cexplain, x, target=y, perturb_radius=0.02, n_perturb_samples=k,
                                                     max_examples_per_batch=bs))
-    row("max-sensitivity (gradient)", ours, 3 * (n * k + n), sens(n * k), sens(4 * n),
-        "limit counts a gradient as 3 forwards; Captum uses an L∞ ball of the same radius")
+    row("max-sensitivity (gradient)", ours, n * k + n, sens(n * k), sens(4 * n),
+        "limit: passes × the best forward + input gradient; Captum uses an L∞ ball of the same radius", per_pass=grad)
 
     # Randomization vs Quantus MPRT (same explainer, every parameterised layer).
     ours = timed(lambda: see.sanity.randomization(model, x, gradient_explainer_torch, y,
@@ -139,8 +140,9 @@ def rows_for(model, x, y, a, steps, quick):
     layers = len(ours[1].layers)
     mprt = peer_timed(lambda: quantus.MPRT(layer_order="top_down", disable_warnings=True, return_average_correlation=False)(
         model=model, x_batch=xn, y_batch=yn, a_batch=an, explain_func=gradient_explainer, device="cpu"))
-    row("randomization (cascading) vs MPRT", ours, 3 * n * (layers + 1), mprt,
-        note="Quantus randomises in named_modules() (definition) order; we trace the execution order")
+    row("randomization (cascading) vs MPRT", ours, n * (layers + 1), mprt, per_pass=grad,
+        note="limit: passes × the best forward + input gradient; Quantus randomises in named_modules() "
+             "(definition) order, we trace the execution order")
     return rows
 
 

@@ -21,6 +21,7 @@ from ..batching import bytes_per_item, model_key, run_batched
 from ..hooks import hooks
 from ..inputs import check_images
 from ..results import ResultProtocol
+from ..runner import fast
 from ..seeding import per_sample
 from ..targets import target_scores
 
@@ -118,7 +119,9 @@ def class_score(out: torch.Tensor, target: torch.Tensor | Callable, score: str) 
         return target_scores(out, target)
     if score == "probability":
         out = out.softmax(1)
-    return target_scores(out, target)
+    # ``target`` holds classes resolve_target range-checked once up front: passed as the indices, target_scores
+    # skips that check here (a host sync per batch on a GPU)
+    return target_scores(out, target, indices=target)
 
 
 def run_curves(model: nn.Module, x: torch.Tensor, ranks: torch.Tensor, start: torch.Tensor, end: torch.Tensor,
@@ -127,20 +130,21 @@ def run_curves(model: nn.Module, x: torch.Tensor, ranks: torch.Tensor, start: to
     """Scores ``(N, steps + 1)``: image ``i`` after step ``k`` has its first ``ceil(k·U/steps)`` units
     of ``ranks[i]`` taken from ``end[i]``, the rest from ``start[i]``."""
     n, u = ranks.shape
-    per_step = torch.tensor([math.ceil(k * u / steps) for k in range(steps + 1)])
+    ranks = ranks.to(x.device)  # the index tables on x's device, once: no host copy per batch on a GPU
+    per_step = torch.tensor([math.ceil(k * u / steps) for k in range(steps + 1)], device=x.device)
     hw = (x.shape[2], x.shape[3])
 
     def fn(a: int, b: int) -> torch.Tensor:
-        items = torch.arange(a, b)
+        items = torch.arange(a, b, device=x.device)
         i, k = items // (steps + 1), items % (steps + 1)
-        m = unit_masks(ranks[i], per_step[k].to(ranks.device), hw, patch)
+        m = unit_masks(ranks[i], per_step[k], hw, patch)
         imgs = torch.where(m, end[i], start[i])
-        with torch.no_grad():
-            return class_score(model(imgs), target if _is_fn(target) else target[i], score)
+        return class_score(run.model(run.input(imgs)), target if _is_fn(target) else target[i], score)
 
-    with hooks(model):
-        out = run_batched(fn, n * (steps + 1), batch_size=batch_size, item_bytes=bytes_per_item(x),
-                          key=model_key(model, x, "forward"), progress=progress, desc=desc)
+    key = model_key(model, x, "forward")  # before fast(): the weights as the user holds them
+    with hooks(model), torch.no_grad(), fast(model, x, "forward") as run:  # channels-last in place, restored
+        out = run_batched(run.guard(fn), n * (steps + 1), batch_size=batch_size, item_bytes=bytes_per_item(x),
+                          device=x.device, key=key, progress=progress, desc=desc)
     return out.view(n, steps + 1).detach()
 
 
@@ -223,7 +227,8 @@ def curve_metric(name: str, model: nn.Module, x: torch.Tensor, attribution: torc
         rand_curve, rand_score = rand.mean(0), torch.stack([summary(c) for c in rand]).mean(0)
     else:
         rand_curve = torch.full_like(curve, float("nan"))
-        rand_score = torch.full((len(x),), float("nan"), dtype=curve.dtype)
-    fraction = torch.tensor([math.ceil(k * u / steps) / u for k in range(steps + 1)], dtype=curve.dtype)
+        rand_score = torch.full((len(x),), float("nan"), dtype=curve.dtype, device=curve.device)
+    fraction = torch.tensor([math.ceil(k * u / steps) / u for k in range(steps + 1)], dtype=curve.dtype,
+                            device=curve.device)
     return CurveResult(name, order, curve, rand_curve, fraction, summary(curve), rand_score,
                        {"steps": steps, "patch": patch, "score": score, "n_random": n_random, "seed": seed}, seed=seed)

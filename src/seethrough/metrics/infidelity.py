@@ -16,6 +16,7 @@ from ..batching import bytes_per_item, model_key, run_batched
 from ..hooks import hooks
 from ..deprecation import renamed
 from ..inputs import check_images
+from ..runner import fast
 from ..seeding import stream
 from .curves import SCORES, _is_fn, class_score
 from .result import ScoreResult
@@ -87,35 +88,38 @@ def infidelity(model: nn.Module, x: torch.Tensor, attribution: torch.Tensor, tar
     tgt = target if idx is None else idx
     # Every sample's squares come from its own stream (the same for each sample): none depends on the batch.
     gen = stream(seed)
-    top = torch.randint(0, h - patch + 1, (n_samples,), generator=gen).repeat(n)
-    left = torch.randint(0, w - patch + 1, (n_samples,), generator=gen).repeat(n)
+    top = torch.randint(0, h - patch + 1, (n_samples,), generator=gen).repeat(n).to(x.device)
+    left = torch.randint(0, w - patch + 1, (n_samples,), generator=gen).repeat(n).to(x.device)
+    # drawn on the CPU (the same on every device) once, moved once: each batch then indexes it on x's device
+    noise = (seeded_blocks(torch.arange(n_samples), n_samples, x.shape[1:], seed, torch.randn, x.dtype).to(x.device)
+             if perturbation == "gaussian" else None)
     with torch.no_grad(), hooks(model):
         f_x = class_score(model(x), tgt, score).double()
 
     def perturb(items: torch.Tensor) -> torch.Tensor:
         i = items // n_samples
         if perturbation == "gaussian":
-            return seeded_blocks(items, n_samples, x.shape[1:], seed, torch.randn, x.dtype).to(x.device) * noise_std
-        rows = torch.arange(h)[None, :, None]
-        cols = torch.arange(w)[None, None, :]
+            return noise[items % n_samples] * noise_std
+        rows = torch.arange(h, device=x.device)[None, :, None]
+        cols = torch.arange(w, device=x.device)[None, None, :]
         t, l = top[items][:, None, None], left[items][:, None, None]
-        m = ((rows >= t) & (rows < t + patch) & (cols >= l) & (cols < l + patch))[:, None].to(x.device)
+        m = ((rows >= t) & (rows < t + patch) & (cols >= l) & (cols < l + patch))[:, None]
         return torch.where(m, x[i] - base[i], torch.zeros_like(x[i]))
 
     def fn(a: int, b: int) -> torch.Tensor:
-        items = torch.arange(a, b)
+        items = torch.arange(a, b, device=x.device)
         i = items // n_samples
         pert = perturb(items)
-        with torch.no_grad():
-            f_p = class_score(model(x[i] - pert), tgt if _is_fn(tgt) else tgt[i], score).double()
+        f_p = class_score(run.model(run.input(x[i] - pert)), tgt if _is_fn(tgt) else tgt[i], score).double()
         proj = (pert.double() * phi[i]).flatten(1).sum(1)
         return torch.stack([proj, f_x[i] - f_p], 1)
 
-    with hooks(model):
-        out = run_batched(fn, n * n_samples, batch_size=batch_size, item_bytes=bytes_per_item(x),
-                          key=model_key(model, x, "forward"), progress=progress, desc="infidelity")
+    key = model_key(model, x, "forward")  # before fast(): the weights as the user holds them
+    with hooks(model), torch.no_grad(), fast(model, x, "forward") as run:  # channels-last in place, restored
+        out = run_batched(run.guard(fn), n * n_samples, batch_size=batch_size, item_bytes=bytes_per_item(x),
+                          device=x.device, key=key, progress=progress, desc="infidelity")
     proj, delta = out[:, 0].view(n, n_samples), out[:, 1].view(n, n_samples)
-    beta = torch.ones(n, dtype=torch.float64)
+    beta = torch.ones(n, dtype=torch.float64, device=proj.device)
     if optimal_scaling:
         denom = (proj ** 2).mean(1)
         beta = torch.where(denom > 0, (proj * delta).mean(1) / denom.clamp_min(1e-300), beta)

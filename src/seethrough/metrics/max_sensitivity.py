@@ -51,17 +51,19 @@ def max_sensitivity(model: nn.Module, x: torch.Tensor, method: Explainer = "sali
     ref = explain(model, x, method, tgt, method_options).double()
     norm = ref.flatten(1).norm(dim=1)
     n = len(x)
+    # drawn on the CPU (the same on every device) once, moved once: each batch then indexes it on x's device
+    block = seeded_blocks(torch.arange(n_samples), n_samples, x.shape[1:], seed, torch.rand, x.dtype).to(x.device)
 
     def fn(a: int, b: int) -> torch.Tensor:
-        items = torch.arange(a, b)
+        items = torch.arange(a, b, device=x.device)
         i = items // n_samples
-        noise = seeded_blocks(items, n_samples, x.shape[1:], seed, torch.rand, x.dtype).to(x.device)
+        noise = block[items % n_samples]
         y = x[i].detach() + (2 * noise - 1) * radius
         t = tgt if callable(tgt) and not isinstance(tgt, torch.Tensor) else tgt[i]
         m = explain(model, y, method, t, method_options).double()
         return (m - ref[i]).flatten(1).norm(dim=1)
 
-    diff = run_batched(fn, n * n_samples, batch_size=batch_size, item_bytes=bytes_per_item(x, "grad"),
+    diff = run_batched(fn, n * n_samples, batch_size=batch_size, item_bytes=bytes_per_item(x, "grad"), device=x.device,
                        key=model_key(model, x, "grad"), progress=progress, desc="max-sensitivity")
     worst = diff.view(n, n_samples).max(1).values
     values = torch.where(norm > 0, worst / norm.clamp_min(1e-300), torch.full_like(worst, float("nan")))

@@ -186,10 +186,11 @@ def randomization(model: nn.Module, x: torch.Tensor, method: Explainer = "salien
     order = parameterised_layers(twin, x)
     steps = _check_layers(twin, order, layers)
     index = {n: i for i, n in enumerate(order)}  # the seed of a layer depends on the layer, not the step
-    trained = {k: v.clone() for k, v in twin.state_dict().items()}
+    # cascading: one twin re-randomised cumulatively, nothing to restore; independent: the trained weights kept once
+    trained = {k: v.clone() for k, v in twin.state_dict().items()} if mode == "independent" else None
     maps, scores = [], []
     for name in progress_bar(steps, desc=f"randomising ({mode})", progress=progress):
-        if mode == "independent":
+        if trained is not None:
             twin.load_state_dict(trained)
         randomize_layer(twin if name == "" else resolve_layer(twin, name), layer_seed(seed, index[name]))
         m = explain(twin, x, method, target, method_options)

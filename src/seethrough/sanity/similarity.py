@@ -62,11 +62,47 @@ def _hog(a: np.ndarray) -> np.ndarray:
     return hog(a, orientations=9, pixels_per_cell=(cell, cell), cells_per_block=(2, 2), feature_vector=True)
 
 
+def average_ranks(a: torch.Tensor) -> torch.Tensor:
+    """Ranks ``1..P`` of each row of ``a`` ``(N, P)``, ties sharing their average rank (scipy's
+    ``rankdata(method="average")``), float64.
+
+    Why not scipy: its ``spearmanr`` cost a sanity cascade 8.6 s of 62 on EfficientNet-Lite0 (one
+    ``rankdata`` per map and step, through ``apply_along_axis``); one ``torch.sort`` per batch of rows is
+    cheaper and exact (ranks are half-integers, exact in float64).
+
+    >>> average_ranks(torch.tensor([[3.0, 1.0, 3.0, 2.0]])).tolist()
+    [[3.5, 1.0, 3.5, 2.0]]
+    """
+    n, p = a.shape
+    # numpy's unstable argsort: 2× faster than torch.sort here, and ties are averaged so order among them is moot
+    order = torch.from_numpy(np.argsort(a.detach().cpu().numpy(), axis=1)).to(a.device)
+    v = a.gather(1, order)
+    pos = torch.arange(p, dtype=torch.float64, device=a.device).expand(n, p)
+    new = torch.ones(n, p, dtype=torch.bool, device=a.device)
+    new[:, 1:] = v[:, 1:] != v[:, :-1]  # a tie group starts here
+    last = torch.ones(n, p, dtype=torch.bool, device=a.device)
+    last[:, :-1] = new[:, 1:]  # a tie group ends here
+    first_pos = torch.where(new, pos, torch.zeros_like(pos)).cummax(1).values
+    last_pos = torch.where(last, pos, torch.full_like(pos, float(p))).flip(1).cummin(1).values.flip(1)
+    return torch.empty(n, p, dtype=torch.float64, device=a.device).scatter_(1, order, (first_pos + last_pos) / 2 + 1)
+
+
+def spearman(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Spearman's rank correlation of each row of ``a`` with the same row of ``b`` ``(N, P)``: the
+    Pearson correlation of their average ranks, as ``scipy.stats.spearmanr`` (rows without ties or
+    with them alike).
+
+    >>> spearman(torch.tensor([[1.0, 2.0, 3.0]]), torch.tensor([[3.0, 1.0, 2.0]])).tolist()
+    [-0.5]
+    """
+    ra, rb = average_ranks(a), average_ranks(b)
+    ra, rb = ra - ra.mean(1, keepdim=True), rb - rb.mean(1, keepdim=True)
+    return (ra * rb).sum(1) / ((ra * ra).sum(1) * (rb * rb).sum(1)).sqrt()
+
+
 def _score(a: np.ndarray, b: np.ndarray, metric: str) -> float:
     if metric in ("spearman", "spearman_abs"):
-        from scipy.stats import spearmanr
-
-        return float(spearmanr(a.ravel(), b.ravel()).statistic)
+        return float(spearman(torch.from_numpy(a).reshape(1, -1), torch.from_numpy(b).reshape(1, -1))[0])
     if metric == "ssim":
         from skimage.metrics import structural_similarity
 
