@@ -11,7 +11,7 @@ batch sizes and layouts at that size, measured here), ``a`` (ms, the per-call co
 relative residual (small = linear). *Size*: a fixed, small pass count at 64–512 px; ``time = a + c·MP``
 (MP = megapixels): ``c / passes`` is ms per pass per megapixel, with the same residual check. Every
 timing: a warm-up call, then the median of ``--repeats`` calls. *Memory*: each call once in a fresh
-process: the peak resident-memory growth during the call (a thread sampling ``/proc/self/statm``)
+process: the peak resident-memory growth during the call (the kernel's peak counter ``VmHWM``, reset first)
 against ``seethrough.batching.default_memory_budget()``, and once with a small ``memory_budget=``.
 """
 from __future__ import annotations
@@ -136,11 +136,14 @@ def by_size(model, s: dict, repeats: int) -> tuple[list, list]:
 
 
 def memory(s: dict, threads: int | None) -> tuple[list, list]:
-    """Peak RSS growth of one call in a fresh process, default budget and a small one (64 MiB)."""
+    """Peak RSS growth of one call in a fresh process, default budget and a small one: 64 MiB, or twice
+    what seethrough estimates one item needs where that is more (a 512 px image: 192 MiB a forward)."""
+    from seethrough.batching import bytes_per_item
+
     here = os.path.dirname(os.path.abspath(__file__))
-    small = 64 * 2**20
     rows, records = [], []
     for size in s["memory"]:
+        small = max(64 * 2**20, 2 * bytes_per_item(torch.zeros(1, 3, size, size)))
         for method in s["memory_methods"]:
             n = 64 if method != "occlusion" else max(4, size // 8)
             for budget in (None, small):
@@ -153,7 +156,7 @@ def memory(s: dict, threads: int | None) -> tuple[list, list]:
                         "print('PEAK_GROWTH', grew)\nimport seethrough.batching as B; print('BUDGET', B.default_memory_budget())")
                 out = peak_in_fresh_process(setup, call)
                 cap = budget or out["budget"]
-                rows.append([method, size, passes, "default" if budget is None else "memory_budget=64 MiB",
+                rows.append([method, size, passes, "default" if budget is None else f"memory_budget={small / 2**20:.0f} MiB",
                              f"{cap / 2**20:.0f}", f"{out['grew'] / 2**20:.0f}", f"{out['grew'] / cap:.2f}"])
                 records.append({"method": method, "size": size, "passes": passes, "budget": cap,
                                 "default_budget": budget is None, "peak_growth": out["grew"]})

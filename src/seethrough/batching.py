@@ -15,7 +15,8 @@
    4, 8, 16, 32, and forward + input gradient 1.61×, 1.08×, 1.13×, 1.00×, 1.63×; in the same session,
    occlusion of 50 windows with ``batch_size=16`` took 1.09× the time of ``batch_size=8``. On lenet-digits
    batch 1 cost 10.8× (forward) and 5.1× (gradient) the best and batches of 8 to 64 were within 2×.
-   The lead's quiet-machine benchmark should confirm :data:`CPU_BATCH`.
+   The benchmark of 2026-12-02 (README, "Speed") did not single it out either way: on an AVX-512 machine
+   the best forward cell was batch 4 at the start of one run and batch 32 at its end.
 3. **Many items, probing**: the first batches of the *real* work run at growing sizes (8, 16, 32, … up to
    the memory cap; never 1 or 4), the size with the lowest time per item is kept for the rest and
    remembered. No probe is wasted: every probe batch is part of the result.
