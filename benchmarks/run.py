@@ -280,17 +280,23 @@ def measure(rows, model, cl, x, target, seg, a, w, args, setup, fresh):
     return results
 
 
+def measured(rows, results, records):
+    """(row, result) of each row that has our timing; a row without one goes to ``records`` with its notes."""
+    for r in rows:
+        res = results[r.name]
+        if "ours" in res:
+            yield r, res
+        else:
+            records.append({"method": r.name, "notes": res["notes"]})
+
+
 def build_compiled(rows, results, limit, compiled):
     """The compile=True rows: the first call of the process (compiling included), the median after it,
     against the eager limit (target: ≥ 1.3× faster) and the limit of a compiled copy of the model."""
     header = ["method", "work (passes)", "warm-up call s (compiling included)", "ours s, median (min–max)",
               "eager limit s", "eager limit / ours", "compiled limit s", "ours / compiled limit", "target"]
     table, records = [], []
-    for r in rows:
-        res = results[r.name]
-        if "ours" not in res:
-            records.append({"method": r.name, "notes": res["notes"]})
-            continue
+    for r, res in measured(rows, results, records):
         t = res["ours"]
         eager = r.passes * best_cell(limit[r.mode])[0]
         comp = r.passes * compiled[r.mode][0] if r.mode in compiled else None
@@ -311,11 +317,7 @@ def build_table(rows, results, limit, compiled=None):
               "Captum default s", "Captum best s (setting)", "other peer best s (setting)", "best peer / ours",
               "Captum best, channels-last s", "targets"]
     table, records = [], []
-    for r in rows:
-        res = results[r.name]
-        if "ours" not in res:
-            records.append({"method": r.name, "notes": res["notes"]})
-            continue
+    for r, res in measured(rows, results, records):
         ours = res["ours"].median
         cost = best_cell(limit[r.mode])[0] if r.group == "many-pass" else best_cell(limit["grad"], batch=1)[0]
         lim = r.passes * cost

@@ -25,3 +25,14 @@ def effnet():
     model, prep = see.zoo.load("efficientnet-lite0")
     x = torch.cat([prep(see.zoo.image("chelsea")), prep(see.zoo.image("coffee"))])
     return model, nn.functional.interpolate(x, size=64, mode="bilinear", antialias=True), torch.tensor([285, 967])
+
+
+class FunctionalReLU(nn.Module):
+    """A net with one ReLU module and one functional ``torch.relu``: the rule methods must report the second."""
+
+    def __init__(self):
+        super().__init__()
+        self.l1, self.act, self.l2 = nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 2)
+
+    def forward(self, x):
+        return self.l2(torch.relu(self.act(self.l1(x.flatten(1)))))

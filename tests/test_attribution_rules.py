@@ -13,7 +13,7 @@ from seethrough.attribution.canonize import fold_batchnorm
 from seethrough.attribution.lrp import lrp_relevances
 from seethrough.testing import untouched
 
-from .attribution_fixtures import digits, effnet, lenet  # noqa: F401  (fixtures)
+from .attribution_fixtures import FunctionalReLU, digits, effnet, lenet  # noqa: F401  (fixtures)
 
 import captum.attr as captum_attr  # a test dependency: missing must fail, not skip
 warnings.filterwarnings("ignore", message=".*(did not already require gradients|Setting backward hooks|Setting forward, backward).*")
@@ -96,16 +96,8 @@ def test_rules_match_textbook_on_every_unit(unit, method, mode):
 
 
 def test_functional_activation_is_reported():
-    class Functional(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.l1, self.act, self.l2 = nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 2)
-
-        def forward(self, x):
-            return self.l2(torch.relu(self.act(self.l1(x.flatten(1)))))
-
     with pytest.warns(RuntimeWarning, match="1 activation call"):
-        see.attribute(Functional(), torch.rand(2, 1, 2, 2), "guided-backprop", target=0)
+        see.attribute(FunctionalReLU(), torch.rand(2, 1, 2, 2), "guided-backprop", target=0)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         see.attribute(nn.Sequential(nn.Flatten(), nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2)), torch.rand(2, 1, 2, 2),

@@ -15,6 +15,7 @@ from seethrough.attribution.rules import (ACTIVATIONS, CountFunctional, _Known, 
 from seethrough.attribution.where import resolve, scores_and_gradient, values_of, where
 from seethrough.hooks import hooks
 from seethrough.testing import untouched
+from .attribution_fixtures import FunctionalReLU
 
 F64 = dict(dtype=torch.float64)
 
@@ -207,13 +208,7 @@ def test_deeplift_batch_equals_single_calls():
 
 
 # ------------------------------------------------------------------------------ functional activations
-class Functional(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.l1, self.act, self.l2 = nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 2)
-
-    def forward(self, x):
-        return self.l2(torch.relu(self.act(self.l1(x.flatten(1)))))
+Functional = FunctionalReLU
 
 
 @pytest.mark.parametrize("method", ["guided-backprop", "deconvnet", "deeplift", "lrp"])
