@@ -40,7 +40,6 @@ import torch
 from torch import nn
 
 from .batching import bytes_per_item, default_batch_size, fingerprint
-
 from .progress import report
 
 __all__ = ["fast", "Run", "fingerprint", "wants_channels_last"]  # fingerprint: from batching, re-exported
