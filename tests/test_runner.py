@@ -145,6 +145,25 @@ def test_channels_last_equals_the_contiguous_path_in_float64(monkeypatch, name):
     assert torch.allclose(fast_way, plain, rtol=1e-10, atol=1e-12)
 
 
+def test_max_sensitivity_runs_channels_last_with_the_numbers_of_the_contiguous_path(monkeypatch):
+    """Max-sensitivity explains its perturbed batches through the runner: in float64 both layouts give the
+    same values to 1e-10, and the model is left as found."""
+    net = _net(torch.float64).eval()
+    x = torch.rand(3, 3, 9, 9, dtype=torch.float64)
+    seen = []
+    original = runner.wants_channels_last
+    monkeypatch.setattr(runner, "wants_channels_last", lambda m, v: seen.append(original(m, v)) or original(m, v))
+    before = _state(net)
+    with untouched(net):
+        fast_way = see.metrics.max_sensitivity(net, x, "saliency", 1, n_samples=5, progress=False).values
+    _same(before, _state(net))
+    assert any(seen)
+    monkeypatch.setattr(runner, "wants_channels_last", lambda m, v: False)
+    plain = see.metrics.max_sensitivity(net, x, "saliency", 1, n_samples=5, progress=False).values
+    assert fast_way.dtype == torch.float64 and bool(torch.isfinite(plain).all())
+    assert torch.allclose(fast_way, plain, rtol=1e-10, atol=1e-12)
+
+
 class ViewsItsWeight(nn.Module):
     """A forward that breaks in channels-last: ``.view`` on a permuted (channels-last) weight."""
 

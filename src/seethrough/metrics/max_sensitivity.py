@@ -14,6 +14,8 @@ from torch import nn
 
 from ..deprecation import renamed
 from ..batching import bytes_per_item, model_key, run_batched
+from ..hooks import hooks
+from ..runner import fast
 from .explainer import Explainer, explain, fixed_target
 from .infidelity import seeded_blocks
 from .result import ScoreResult
@@ -58,13 +60,16 @@ def max_sensitivity(model: nn.Module, x: torch.Tensor, method: Explainer = "sali
         items = torch.arange(a, b, device=x.device)
         i = items // n_samples
         noise = block[items % n_samples]
-        y = x[i].detach() + (2 * noise - 1) * radius
+        y = run.input(x[i].detach() + (2 * noise - 1) * radius)
         t = tgt if callable(tgt) and not isinstance(tgt, torch.Tensor) else tgt[i]
-        m = explain(model, y, method, t, method_options).double()
+        m = explain(run.model, y, method, t, method_options).double()
         return (m - ref[i]).flatten(1).norm(dim=1)
 
-    diff = run_batched(fn, n * n_samples, batch_size=batch_size, item_bytes=bytes_per_item(x, "grad"), device=x.device,
-                       key=model_key(model, x, "grad"), progress=progress, desc="max-sensitivity")
+    key = model_key(model, x, "grad")  # before fast(): the weights as the user holds them
+    # the explanations of the perturbed batches run channels-last, the model converted in place and restored
+    with hooks(model), fast(model, x, "grad") as run:
+        diff = run_batched(run.guard(fn), n * n_samples, batch_size=batch_size, item_bytes=bytes_per_item(x, "grad"),
+                           device=x.device, key=key, progress=progress, desc="max-sensitivity")
     worst = diff.view(n, n_samples).max(1).values
     values = torch.where(norm > 0, worst / norm.clamp_min(1e-300), torch.full_like(worst, float("nan")))
     name = method if isinstance(method, str) else getattr(method, "__name__", "custom")
