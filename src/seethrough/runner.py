@@ -39,7 +39,7 @@ from typing import Any, Callable, Iterator
 import torch
 from torch import nn
 
-from .batching import bytes_per_item, default_batch_size, fingerprint
+from .batching import ModelKey, bytes_per_item, default_batch_size, fingerprint, model_key
 from .progress import report
 
 __all__ = ["fast", "Run", "fingerprint", "wants_channels_last"]  # fingerprint: from batching, re-exported
@@ -94,6 +94,7 @@ class Run:
     mode: str
     batch_size: int | str = "auto"
     compiled: bool = False
+    key: ModelKey | None = None  # the batch-size key of the weights as found (before the conversion)
     _original: nn.Module | None = None
     _saved: list = field(default_factory=list)
     _ok: bool = False
@@ -135,7 +136,7 @@ class Run:
 
 @contextmanager
 def fast(model: nn.Module, x: torch.Tensor, mode: str = "forward", *, compile: bool = False, n: int | None = None,
-         batch_size: int | str = "auto") -> Iterator[Run]:
+         batch_size: int | str = "auto", key_mode: str | None = None) -> Iterator[Run]:
     """Run many passes of ``model`` on batches like ``x`` in the fastest layout, the model restored exactly on exit.
 
     Call it inside :func:`seethrough.hooks.hooks` (eval mode, frozen parameters). ``mode`` is ``"forward"``
@@ -144,6 +145,9 @@ def fast(model: nn.Module, x: torch.Tensor, mode: str = "forward", *, compile: b
     when that helps. ``n`` (the number of items) and ``batch_size`` give :attr:`Run.batch_size`, the
     ``batch_size`` to hand :func:`~seethrough.batching.run_batched`: as given, except that a compiled run
     needs one fixed size (``"auto"`` becomes :func:`~seethrough.batching.default_batch_size` of ``n``).
+    :attr:`Run.key` is the ``key`` for ``run_batched``: :func:`~seethrough.batching.model_key` of the weights
+    as found, taken before the conversion (the converted tensors' pointers are new on every call, so a key
+    taken inside would never be remembered); ``key_mode`` names it when a method keeps its own sizes.
 
     >>> net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 36, 2)).eval()
     >>> x = torch.rand(5, 3, 8, 8)
@@ -155,6 +159,10 @@ def fast(model: nn.Module, x: torch.Tensor, mode: str = "forward", *, compile: b
     (True, True, True)
     >>> net[0].weight.data_ptr() == ptr and net[0].weight.stride() == strides   # the very tensor as found
     True
+    >>> with torch.no_grad(), fast(net, x) as again:
+    ...     pass
+    >>> again.key.rest == run.key.rest   # the weights as found, unchanged by the conversion: the same batch-size key
+    True
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(map(repr, MODES))}, got {mode!r}")
@@ -163,8 +171,9 @@ def fast(model: nn.Module, x: torch.Tensor, mode: str = "forward", *, compile: b
     plain = model if isinstance(model, nn.Module) else None
     cl = plain is not None and wants_channels_last(plain, x)
     fp = fingerprint(plain, values=True) if compile and plain is not None else None
+    key = model_key(plain, x, key_mode or mode) if plain is not None else None
     saved = _convert(plain) if cl else []
-    run = Run(model, torch.channels_last if cl else torch.contiguous_format, mode, batch_size=batch_size,
+    run = Run(model, torch.channels_last if cl else torch.contiguous_format, mode, batch_size=batch_size, key=key,
               _original=plain, _saved=saved)
     try:
         if compile and plain is not None:

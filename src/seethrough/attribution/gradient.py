@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..batching import bytes_per_item, model_key, run_batched
+from ..batching import bytes_per_item, run_batched
 from ..boundary import KINDS  # every gradient method serves every kind
 from ..hooks import hooks
 from ..runner import fast
@@ -195,11 +195,10 @@ def smoothgrad(model: nn.Module, x: torch.Tensor, target: Any = None, *, method:
             total.index_add_(0, img, g)
             total_sq.index_add_(0, img, g * g)
 
-        key = model_key(w.b.model, v, "grad")  # before fast(): the weights as the user holds them
         with fast(w.b.model, v, "grad", compile=_compilable(w, compile), n=n * s, batch_size=batch_size) as run:
             run_batched(run.guard(noisy_grads), n * s, batch_size=run.batch_size, item_bytes=bytes_per_item(v, "grad"),
                         device=v.device,
-                        key=key, progress=progress, desc=method,
+                        key=run.key, progress=progress, desc=method,
                         on_batch=accumulate)
     mean = total / s
     if method == "smoothgrad":
@@ -353,11 +352,10 @@ def integrated_gradients(model: nn.Module, x: torch.Tensor, target: Any = None, 
         def accumulate(start: int, stop: int, g: torch.Tensor) -> None:
             total.index_add_(0, torch.arange(start, stop, device=v.device) // s, g)
 
-        key = model_key(w.b.model, v, "grad")  # before fast(): the weights as the user holds them
         with fast(w.b.model, v, "grad", compile=_compilable(w, compile), n=n * s, batch_size=batch_size) as run:
             run_batched(run.guard(path_grads), n * s, batch_size=run.batch_size, item_bytes=bytes_per_item(v, "grad"),
                         device=v.device,
-                        key=key, progress=progress,
+                        key=run.key, progress=progress,
                         desc="integrated gradients", on_batch=accumulate)
     full = diff * total
     score, baseline_score = ends[:n], ends[n:]

@@ -349,7 +349,7 @@ def incremental_scores(model: Any, x: torch.Tensor, target: Any, indices: torch.
     >>> torch.allclose(s[0][1], net(x2)[0, 0], atol=1e-6), plan.incremental, plan.fallback
     (True, ['_0', '_1'], [])
     """
-    from ..batching import bytes_per_item, model_key, run_batched
+    from ..batching import bytes_per_item, run_batched
     from ..boundary import as_boundary
     from ..hooks import hooks
     from ..runner import fast
@@ -366,8 +366,7 @@ def incremental_scores(model: Any, x: torch.Tensor, target: Any, indices: torch.
     (wh, ww), n_img, n_pos = window, x.shape[0], len(corners)
     tops = torch.tensor([r for r, _ in corners], device=x.device)
     lefts = torch.tensor([c for _, c in corners], device=x.device)
-    key = model_key(b.model, x, "forward-incremental")  # before fast(): the weights as the user holds them
-    with hooks(b.model, detach=True), torch.no_grad(), fast(b.model, x, "forward") as run:
+    with hooks(b.model, detach=True), torch.no_grad(), fast(b.model, x, "forward", key_mode="forward-incremental") as run:
         engine = Engine(b.model, graph, run.input(x), projection)
 
         def evaluate(start: int, stop: int) -> torch.Tensor:
@@ -381,6 +380,6 @@ def incremental_scores(model: Any, x: torch.Tensor, target: Any, indices: torch.
             return read_scores(b, out, target, None if indices is None else indices[img], score).detach()
 
         scores = run_batched(evaluate, n_img * n_pos, batch_size=batch_size, item_bytes=bytes_per_item(x, "forward"),
-                             memory_budget=memory_budget, key=key, progress=progress, desc="occlusion (incremental)",
+                             memory_budget=memory_budget, key=run.key, progress=progress, desc="occlusion (incremental)",
                              device=x.device)
     return list(scores.view(n_img, n_pos)), engine.plan

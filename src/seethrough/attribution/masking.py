@@ -179,13 +179,12 @@ def masked_scores(
         return read_scores(net, out, target, None if indices is None else indices[img_d], score).detach()
 
     b = as_boundary(model, x)
-    key = model_key(b.model, x, "forward")  # before fast(): the weights as the user holds them
     with hooks(b.model, capture=_capture(target), detach=True) as rec, torch.no_grad(), \
             fast(b.model, x, "forward", compile=compile and not _capture(target) and not b.extra, n=total,
                  batch_size=batch_size) as run:
         scores = run_batched(
             run.guard(evaluate), total, batch_size=run.batch_size, item_bytes=bytes_per_item(x, "forward"),
-            memory_budget=memory_budget, key=key, progress=progress, desc=desc, device=x.device,
+            memory_budget=memory_budget, key=run.key, progress=progress, desc=desc, device=x.device,
         )
     return list(scores.split(counts))
 

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from ..results import ResultProtocol, records
-from ..batching import bytes_per_item, model_key, run_batched
+from ..batching import bytes_per_item, run_batched
 from ..boundary import as_boundary, token_states
 from ..hooks import hooks
 from ..runner import fast
@@ -317,10 +317,9 @@ def occlusion_layer(model: Any, x: torch.Tensor, target: Any = None, *, layer: s
         v = run.input(torch.where(hide, base[s], act[s]))
         return scores_at(w, v, run.input(x[s]), target, None if indices is None else indices[s], score, rows=s)
 
-    key = model_key(w.b.model, x, f"forward-layer-{layer}")  # before fast(): the weights as the user holds them
-    with hooks(w.b.model), fast(w.b.model, x, "forward") as run:  # channels-last in place, restored on exit
+    with hooks(w.b.model), fast(w.b.model, x, "forward", key_mode=f"forward-layer-{layer}") as run:  # channels-last in place, restored on exit
         occluded = run_batched(run.guard(evaluate), x.shape[0] * units, batch_size=batch_size,
-                               item_bytes=bytes_per_item(x, "forward"), memory_budget=memory_budget, key=key,
+                               item_bytes=bytes_per_item(x, "forward"), memory_budget=memory_budget, key=run.key,
                                progress=progress, desc="occlusion", device=x.device)
     return clean[:, None] - occluded.view(x.shape[0], units)
 

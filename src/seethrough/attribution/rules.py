@@ -337,7 +337,6 @@ def deeplift(model: nn.Module, x: torch.Tensor, target: Any = None, **options: A
     score = method_score(options.get("score"), target, "logit")
     w = where(model, x, options.get("layer"), options.get("unit"), "deeplift")
     stabilizer = float(options.get("stabilizer", 1e-10))
-    n = x.shape[0]
     counter = functional_counter(w.b.model)
     record, rules = deeplift_rules(stabilizer)
     with hooks(w.b.model):

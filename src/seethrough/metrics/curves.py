@@ -17,7 +17,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..batching import bytes_per_item, model_key, run_batched
+from ..batching import bytes_per_item, run_batched
 from ..hooks import hooks
 from ..inputs import check_images
 from ..results import ResultProtocol
@@ -141,10 +141,9 @@ def run_curves(model: nn.Module, x: torch.Tensor, ranks: torch.Tensor, start: to
         imgs = torch.where(m, end[i], start[i])
         return class_score(run.model(run.input(imgs)), target if _is_fn(target) else target[i], score)
 
-    key = model_key(model, x, "forward")  # before fast(): the weights as the user holds them
     with hooks(model), torch.no_grad(), fast(model, x, "forward") as run:  # channels-last in place, restored
         out = run_batched(run.guard(fn), n * (steps + 1), batch_size=batch_size, item_bytes=bytes_per_item(x),
-                          device=x.device, key=key, progress=progress, desc=desc)
+                          device=x.device, key=run.key, progress=progress, desc=desc)
     return out.view(n, steps + 1).detach()
 
 

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from ..attribution.common import make_baseline, resolve_target
-from ..batching import bytes_per_item, model_key, run_batched
+from ..batching import bytes_per_item, run_batched
 from ..hooks import hooks
 from ..deprecation import renamed
 from ..inputs import check_images
@@ -114,10 +114,9 @@ def infidelity(model: nn.Module, x: torch.Tensor, attribution: torch.Tensor, tar
         proj = (pert.double() * phi[i]).flatten(1).sum(1)
         return torch.stack([proj, f_x[i] - f_p], 1)
 
-    key = model_key(model, x, "forward")  # before fast(): the weights as the user holds them
     with hooks(model), torch.no_grad(), fast(model, x, "forward") as run:  # channels-last in place, restored
         out = run_batched(run.guard(fn), n * n_samples, batch_size=batch_size, item_bytes=bytes_per_item(x),
-                          device=x.device, key=key, progress=progress, desc="infidelity")
+                          device=x.device, key=run.key, progress=progress, desc="infidelity")
     proj, delta = out[:, 0].view(n, n_samples), out[:, 1].view(n, n_samples)
     beta = torch.ones(n, dtype=torch.float64, device=proj.device)
     if optimal_scaling:

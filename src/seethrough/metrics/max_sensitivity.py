@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from ..deprecation import renamed
-from ..batching import bytes_per_item, model_key, run_batched
+from ..batching import bytes_per_item, run_batched
 from ..hooks import hooks
 from ..runner import fast
 from .explainer import Explainer, explain, fixed_target
@@ -65,11 +65,10 @@ def max_sensitivity(model: nn.Module, x: torch.Tensor, method: Explainer = "sali
         m = explain(run.model, y, method, t, method_options).double()
         return (m - ref[i]).flatten(1).norm(dim=1)
 
-    key = model_key(model, x, "grad")  # before fast(): the weights as the user holds them
     # the explanations of the perturbed batches run channels-last, the model converted in place and restored
     with hooks(model), fast(model, x, "grad") as run:
         diff = run_batched(run.guard(fn), n * n_samples, batch_size=batch_size, item_bytes=bytes_per_item(x, "grad"),
-                           device=x.device, key=key, progress=progress, desc="max-sensitivity")
+                           device=x.device, key=run.key, progress=progress, desc="max-sensitivity")
     worst = diff.view(n, n_samples).max(1).values
     values = torch.where(norm > 0, worst / norm.clamp_min(1e-300), torch.full_like(worst, float("nan")))
     name = method if isinstance(method, str) else getattr(method, "__name__", "custom")

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from ..attribution.common import resolve_target
-from ..batching import bytes_per_item, model_key, run_batched
+from ..batching import bytes_per_item, run_batched
 from ..hooks import hooks
 from ..deprecation import renamed
 from ..inputs import check_images
@@ -206,10 +206,9 @@ def road(model: nn.Module, x: torch.Tensor, attribution: torch.Tensor, target: A
             sel = tgt if callable(tgt) and not isinstance(tgt, torch.Tensor) else tgt[items % n]
             return class_score(run.model(run.input(batch[s:e])), sel, score)
 
-        key = model_key(model, x, "forward")  # before fast(): the weights as the user holds them
         with hooks(model), torch.no_grad(), fast(model, x, "forward") as run:  # channels-last in place, restored
             out = run_batched(run.guard(fn), len(batch), batch_size=batch_size, item_bytes=bytes_per_item(x),
-                              device=x.device, key=key, progress=progress, desc=desc)
+                              device=x.device, key=run.key, progress=progress, desc=desc)
         return out.view(1 + len(fr), n).t().detach()
 
     ranks = torch.sort(a, dim=1, descending=order == "morf", stable=True).indices
