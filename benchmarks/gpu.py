@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import os
 import platform
 import statistics
 import sys
@@ -35,6 +36,9 @@ from torch import nn
 from torch.nn import functional as F
 
 import seethrough as see
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _bench import _pass  # noqa: E402  (the one forward / forward + input-gradient pass of every benchmark)
 
 warnings.filterwarnings("ignore")
 MODEL = "efficientnet-lite0"
@@ -69,14 +73,6 @@ def timed(fn: Callable[[], Any], device: torch.device, repeats: int) -> list[flo
         out.append(time.perf_counter() - t0)
     return out
 
-
-def _pass(model: nn.Module, xb: torch.Tensor, mode: str) -> None:
-    if mode == "forward":
-        with torch.no_grad():
-            model(xb)
-        return
-    xb = xb.detach().requires_grad_()
-    torch.autograd.grad(model(xb)[:, 0].sum(), xb)
 
 
 def per_image_grid(models: dict[str, nn.Module], x: torch.Tensor, mode: str, sizes, repeats: int) -> dict:
