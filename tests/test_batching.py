@@ -145,3 +145,37 @@ def test_progress_bar_only_on_a_terminal(monkeypatch, capsys):
     # Shown after 2 s on a terminal only; silent when asked or when not on a terminal.
     assert [(m["disable"], m["delay"], m["desc"]) for m in made] == [
         (False, 2.0, "occlusion"), (True, 2.0, "batches"), (True, 2.0, "batches")]
+
+
+def _tiny_conv():
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Conv2d(3, 2, 3, stride=4), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
+                               torch.nn.Flatten(), torch.nn.Linear(2, 2)).eval()
+
+
+@pytest.mark.parametrize("px, want", [(224, 8), (320, 3), (512, 1)])
+def test_the_rule_sizes_batches_by_the_image_in_both_modes(monkeypatch, px, want):
+    """Without probing, a 224² image runs batches of 8, larger ones proportionally fewer (down to 1 at 512²),
+    and a gradient method (SmoothGrad, whose memory need counts the backward) gets the batch of its forward:
+    the rule sizes by the image, the memory cap by the pass."""
+    import seethrough as see
+
+    monkeypatch.setattr(batching, "_on_cuda", lambda device: False)
+    sizes = {"masking": [], "gradient": []}
+    real = batching.run_batched
+
+    def spy(where):
+        def run(fn, n, **kw):
+            def wrapped(a, b):
+                sizes[where].append(b - a)
+                return fn(a, b)
+            return real(wrapped, n, **kw)
+        return run
+
+    monkeypatch.setattr("seethrough.attribution.masking.run_batched", spy("masking"))
+    monkeypatch.setattr("seethrough.attribution.gradient.run_batched", spy("gradient"))
+    net, x = _tiny_conv(), torch.rand(1, 3, px, px)
+    see.attribute(net, x, "rise", target=0, n_samples=want * 2, cells=2, progress=False)
+    see.attribute(net, x, "smoothgrad", target=0, n_samples=want * 2, progress=False)
+    assert max(sizes["masking"]) == want and max(sizes["gradient"]) == want
+    assert sizes["gradient"] == [want, want]

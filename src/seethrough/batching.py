@@ -8,7 +8,8 @@
    and buffers' versions and data pointers, so an optimizer step or ``load_state_dict`` re-measures).
 2. **Few items, no probing**: up to :data:`PROBE_FROM` items, the work is split into the fewest batches
    whose sizes differ by at most one, of at most :func:`cpu_batch` items on a CPU (8 for a 224² RGB image,
-   proportionally more for smaller items, up to 64), or of the memory cap on a GPU: no tail batch is tiny
+   in proportion to the pixels for other sizes, from 1 for a 512² image up to 64 for small ones), or of the
+   memory cap on a GPU: no tail batch is tiny
    and no probe is paid. The measurement behind it (``benchmarks/batch_sizes.py``, one development run,
    channels-last, 1 thread, on a shared and heavily loaded 2-core machine, so ratios only): on
    EfficientNet-Lite0 the per-image forward cost 1.03×, 1.00×, 1.17×, 1.33×, 1.90× the best at batch 1,
@@ -16,7 +17,12 @@
    occlusion of 50 windows with ``batch_size=16`` took 1.09× the time of ``batch_size=8``. On lenet-digits
    batch 1 cost 10.8× (forward) and 5.1× (gradient) the best and batches of 8 to 64 were within 2×.
    The benchmark of 2026-12-02 (README, "Speed") did not single it out either way: on an AVX-512 machine
-   the best forward cell was batch 4 at the start of one run and batch 32 at its end.
+   the best forward cell was batch 4 at the start of one run and batch 32 at its end. Larger images want
+   smaller batches (``benchmarks/batch_sizes.py --px 512 efficientnet-lite0``, then ``--px 224``, one run on
+   2026-12-03, 2 threads, AVX-512): at 512² the forward cost 1.00×, 1.17×, 1.61×, 1.88× the best per image at
+   batch 1, 2, 4, 8, and forward + gradient 1.07×, 1.00×, 1.10×, 2.17×. The earlier rule's floor of 8 had
+   made a 512² image cost about twice a 224² one per pixel (README, "How cost grows"). At batch 1 the 512²
+   forward cost 229 ms per megapixel, against 194 ms for a 224² image at its best batch (4).
 3. **Many items, probing**: the first batches of the *real* work run at growing sizes (8, 16, 32, … up to
    the memory cap; never 1 or 4), the size with the lowest time per item is kept for the rest and
    remembered. No probe is wasted: every probe batch is part of the result.
@@ -89,22 +95,27 @@ def _on_cuda(device: torch.device | str | None) -> bool:
 
 
 def cpu_batch(item_bytes: int | None = None) -> int:
-    """The largest batch of the no-probing rule on a CPU for items of ``item_bytes`` (:func:`bytes_per_item`):
-    :data:`CPU_BATCH` for an item the size of a 224² RGB image (or an unknown size), more for smaller items, in
-    proportion, up to :data:`CPU_BATCH_MAX`.
+    """The largest batch of the no-probing rule on a CPU for items of ``item_bytes`` (:func:`bytes_per_item` of the
+    *forward*, whatever the pass: the rule sizes by the image, the memory cap by the pass's need): :data:`CPU_BATCH`
+    for an item the size of a 224² RGB image (or an unknown size), in proportion to the size for others, from 1
+    (a 512² image: its activations alone outgrow the caches) up to :data:`CPU_BATCH_MAX`.
 
-    >>> cpu_batch(), cpu_batch(bytes_per_item(torch.zeros(1, 3, 224, 224))), cpu_batch(bytes_per_item(torch.zeros(1, 1, 32, 32)))
-    (8, 8, 64)
+    >>> forward = lambda px: bytes_per_item(torch.zeros(1, 3, px, px))
+    >>> cpu_batch(), cpu_batch(forward(224)), cpu_batch(forward(320)), cpu_batch(forward(512))
+    (8, 8, 3, 1)
+    >>> cpu_batch(bytes_per_item(torch.zeros(1, 1, 32, 32)))
+    64
     """
     if not item_bytes:
         return CPU_BATCH
-    return max(CPU_BATCH, min(CPU_BATCH_MAX, CPU_BATCH_BYTES // item_bytes))
+    return max(1, min(CPU_BATCH_MAX, CPU_BATCH_BYTES // item_bytes))
 
 
 def default_batch_size(n: int, cap: int | None = None, device: torch.device | str | None = None,
                        item_bytes: int | None = None) -> int:
     """The no-probing batch size for ``n`` items under a memory cap of ``cap`` items (module docstring, rule 2):
-    equal batches of at most :func:`cpu_batch` on a CPU, of at most the cap on a GPU.
+    equal batches of at most :func:`cpu_batch` of ``item_bytes`` (forward bytes) on a CPU, of at most the cap on
+    a GPU.
 
     >>> default_batch_size(170, device="cpu"), default_batch_size(170, cap=6, device="cpu")
     (8, 6)
@@ -167,6 +178,7 @@ def run_batched(
     *,
     batch_size: int | str = "auto",
     item_bytes: int | None = None,
+    rule_bytes: int | None = None,
     memory_budget: int | None = None,
     key: Hashable | None = None,
     progress: bool = True,
@@ -181,7 +193,9 @@ def run_batched(
     one row per item. With ``on_batch(start, stop, out)`` results are streamed instead of
     concatenated (dataset scans) and ``None`` is returned. ``item_bytes`` is the memory one
     item needs; with ``memory_budget`` (default: :func:`default_memory_budget` of ``device``)
-    it caps the batch. An explicit ``batch_size`` wins over the probing (still halved on
+    it caps the batch. ``rule_bytes`` (default ``item_bytes``) is what the no-probing rule sizes batches by
+    (:func:`cpu_batch`): a gradient pass gives its forward's bytes here, so an image gets the same batch in both
+    modes while its memory cap counts the backward. An explicit ``batch_size`` wins over the probing (still halved on
     out-of-memory). The progress bar appears only for runs over two seconds, where
     :func:`seethrough.progress.visible` allows it (a terminal or a notebook);
     every finished batch is also sent to :func:`seethrough.progress.report` as
@@ -213,7 +227,7 @@ def run_batched(
     elif remembered is not None:
         size, probing = min(remembered, cap), []
     elif n <= PROBE_FROM and _PROBE_SIZES:
-        size, probing = default_batch_size(n, cap, device, item_bytes), []
+        size, probing = default_batch_size(n, cap, device, rule_bytes or item_bytes), []
         k = math.ceil(n / size)
         planned = [n // k + (i < n % k) for i in range(k)]  # k batches whose sizes differ by at most one
     else:

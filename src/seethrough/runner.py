@@ -180,7 +180,7 @@ def fast(model: nn.Module, x: torch.Tensor, mode: str = "forward", *, compile: b
             size = batch_size
             if size == "auto":
                 items = n if n is not None else x.shape[0]
-                size = default_batch_size(items, min(items, 64), x.device, bytes_per_item(x, mode))
+                size = default_batch_size(items, min(items, 64), x.device, bytes_per_item(x))  # the rule sizes by the forward
             run.batch_size = size
             compiled = _compiled(plain, x, mode, run.layout, size, fp)
             if compiled is not None:
