@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import json
+import mmap
 import os
 import statistics
 import subprocess
@@ -223,6 +224,23 @@ def _reset_peak_rss() -> bool:
         return False
 
 
+def touch_fresh(nbytes: int) -> int:
+    """Map ``nbytes`` of new anonymous memory and write one byte per page, so the resident set must grow by
+    about that much (an allocator could hand back pages it already holds; a fresh mapping cannot); return
+    ``nbytes``. The checks of :func:`peak_rss_growth` use it.
+
+    >>> touch_fresh(2 * mmap.PAGESIZE) == 2 * mmap.PAGESIZE
+    True
+    """
+    m = mmap.mmap(-1, nbytes)
+    try:
+        for i in range(0, nbytes, mmap.PAGESIZE):
+            m[i] = 1
+    finally:
+        m.close()
+    return nbytes
+
+
 def peak_rss_growth(fn: Callable[[], Any], interval: float = 0.002) -> tuple[int, Any]:
     """(peak RSS during ``fn`` minus RSS just before it, in bytes; ``fn``'s result).
 
@@ -231,7 +249,7 @@ def peak_rss_growth(fn: Callable[[], Any], interval: float = 0.002) -> tuple[int
     samples the RSS every ``interval`` seconds instead. Memory freed and reused inside the allocator is not
     seen twice.
 
-    >>> grew, _ = peak_rss_growth(lambda: float(torch.ones(64 * 2**20 // 4).sum()))
+    >>> grew, _ = peak_rss_growth(lambda: touch_fresh(64 * 2**20))
     >>> grew > 48 * 2**20
     True
     """
