@@ -179,3 +179,25 @@ def test_the_rule_sizes_batches_by_the_image_in_both_modes(monkeypatch, px, want
     see.attribute(net, x, "smoothgrad", target=0, n_samples=want * 2, progress=False)
     assert max(sizes["masking"]) == want and max(sizes["gradient"]) == want
     assert sizes["gradient"] == [want, want]
+
+
+def test_probing_a_large_image_starts_at_its_rule_size(monkeypatch):
+    """Over PROBE_FROM items a 512² image (rule: 1 per batch) probes 1, 2, 4, 8, … and keeps the cheapest (2 on
+    this fake clock); a 224² image still starts at 8."""
+    monkeypatch.setattr(batching, "_on_cuda", lambda device: False)
+    per_item = {1: 0.5, 2: 0.3, 4: 0.6, 8: 0.7}
+    clock = {"t": 0.0}
+    for px, first in ((512, [1, 2, 4]), (224, [8, 16, 32])):
+        fn, sizes = _recording()
+
+        def timed(start, stop):
+            clock["t"] += per_item.get(stop - start, 0.3) * (stop - start)
+            return fn(start, stop)
+
+        monkeypatch.setattr(batching.time, "perf_counter", lambda: clock["t"])
+        item = batching.bytes_per_item(torch.zeros(1, 3, px, px))
+        n = batching.PROBE_FROM + 40
+        out = run_batched(timed, n, item_bytes=item, memory_budget=64 * item, key=f"large-{px}", progress=False)
+        assert torch.equal(out, torch.arange(n, dtype=torch.float64) ** 2)
+        assert sizes[:3] == first, (px, sizes[:5])
+    assert chosen_batch_size("large-512") == 2

@@ -24,7 +24,8 @@
    made a 512² image cost about twice a 224² one per pixel (README, "How cost grows"). At batch 1 the 512²
    forward cost 229 ms per megapixel, against 194 ms for a 224² image at its best batch (4).
 3. **Many items, probing**: the first batches of the *real* work run at growing sizes (8, 16, 32, … up to
-   the memory cap; never 1 or 4), the size with the lowest time per item is kept for the rest and
+   the memory cap; never 1 or 4 for a 224² image or smaller; an image larger than that starts at its
+   rule-2 size, 1, 2, 4, 8, … at 512²), the size with the lowest time per item is kept for the rest and
    remembered. No probe is wasted: every probe batch is part of the result.
 
 An explicit ``batch_size`` wins. Out-of-memory halves the batch in every case.
@@ -234,6 +235,10 @@ def run_batched(
         size, probing = None, [s for s in _PROBE_SIZES if s <= cap] or [cap]
         if _PROBE_SIZES and cap > probing[-1] and cap < _PROBE_SIZES[-1]:
             probing.append(cap)
+        rule = cpu_batch(rule_bytes or item_bytes)
+        if _PROBE_SIZES and rule < _PROBE_SIZES[0] and not _on_cuda(device):
+            # an image larger than 224² starts where the rule would run it (1 at 512²), not at 8
+            probing = [s for s in dict.fromkeys((rule, 2, 4)) if rule <= s <= cap] + probing
     parts: list[Any] = []
     timings: dict[int, float] = {}
     desc = desc or "batches"
