@@ -5,8 +5,9 @@ PIP    := $(PY) -m pip install --quiet --disable-pip-version-check
 # The CPU build of torch is pinned here, installed first; the package itself accepts torch>=2.2.
 TORCH  := torch==2.13.0
 # Tests and the report run on AVX2 kernels: what the docs state was measured on them, and an AVX-512 CPU sums
-# in another order (seethrough.zoo.pinned). Benchmarks run on the machine's own kernels.
-PINNED := ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2
+# in another order, and MKL's default matrix products change their last bits with the CPU and the batch size
+# (seethrough.zoo.pinned). Benchmarks run on the machine's own kernels.
+PINNED := ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2 MKL_CBWR=AVX2,STRICT
 
 .PHONY: demo test bench screenshots chromium datasets clean
 SUDO   := $(if $(filter 0,$(shell id -u)),,sudo)

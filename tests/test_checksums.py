@@ -18,6 +18,7 @@ import seethrough.zoo.lenet as dg
 import seethrough.zoo.twins as twins
 from seethrough.cli import app
 from seethrough.zoo.cache import META_KEY, CacheWarning, ChecksumError, load_checked, state_sha256
+from seethrough.zoo.pinned import PINNED_ENV
 
 runner = CliRunner()
 _TRAIN = dg.train_lenet
@@ -112,6 +113,22 @@ def test_another_valid_model_copied_over_is_detected(cache):
     torch.save({**state, META_KEY: {"format": 1, "recipe": dg._recipe(), "sha256": "0" * 64}}, dg._cache_path())
     with pytest.warns(CacheWarning, match="checksum does not match"):
         assert _same(lenet, dg.lenet_digits())
+
+
+def test_an_intact_file_trained_before_a_kernel_pin_is_retrained(cache):
+    """A cache file from before ``MKL_CBWR`` was pinned holds another model's bits: it must not be read back."""
+    tmp, calls = cache
+    lenet = dg.lenet_digits()
+    obj = torch.load(dg._cache_path(), weights_only=True)
+    assert obj[META_KEY]["kernels"] == PINNED_ENV
+    old = {k: v for k, v in obj[META_KEY].items() if k != "kernels"}
+    torch.save({**obj, META_KEY: {**old}}, dg._cache_path())  # intact, right recipe, no record of its kernels
+    with pytest.warns(CacheWarning, match="trained on other CPU kernels"):
+        assert _same(lenet, dg.lenet_digits())
+    assert calls == ["lenet", "lenet"]
+    older = {**old, "kernels": {k: v for k, v in PINNED_ENV.items() if k != "MKL_CBWR"}}
+    torch.save({**obj, META_KEY: older}, dg._cache_path())
+    assert load_checked(dg._cache_path(), dg._recipe())[1].startswith("it was trained on other CPU kernels")
 
 
 def test_a_model_below_its_accuracy_bar_is_returned_but_not_cached(tmp_path, monkeypatch):

@@ -105,6 +105,12 @@ def test_half_written_or_foreign_sections_are_never_reused(cheap_sections, tmp_p
     # a stored figure that went missing: rebuilt
     next((store / "resume-a").glob("*.png")).unlink()
     assert see.report.write_report(out, sections=["resume-a"]).reused == [] and calls["resume-a"] == 3
+    # a section built on other CPU kernels (before MKL_CBWR was pinned): its numbers are another model's
+    manifest = json.loads((store / "resume-a" / "manifest.json").read_text())
+    assert manifest["identity"]["kernels"]["MKL_CBWR"] == "AVX2,STRICT"
+    del manifest["identity"]["kernels"]["MKL_CBWR"]
+    (store / "resume-a" / "manifest.json").write_text(json.dumps(manifest))
+    assert see.report.write_report(out, sections=["resume-a"]).reused == [] and calls["resume-a"] == 4
 
 
 def test_a_failing_section_is_not_kept(cheap_sections, tmp_path):

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 import seethrough as see
 from seethrough.cli import app
 from seethrough.report import Context, Figure, Table, Text, write_report
-from seethrough.report.sections.scan import build
+from seethrough.report.sections.scan import DEAD_LISTED, build
 from seethrough.scan.views import as_result
 
 LAYERS = ["conv2", "relu3"]
@@ -64,7 +64,9 @@ def test_the_section_reads_the_stored_top_k_and_never_runs_the_model_over_the_da
     (stats,) = _tables(blocks, "Layer statistics")
     for row in stats.rows:  # the dead-unit counts are the stored accumulator's
         dead = res[row[0], "dead"].dead
-        assert row[3].startswith(f"{int(dead.sum())} (") and row[5] == (", ".join(map(str, np.flatnonzero(dead)[:24])) or "none")
+        ids = np.flatnonzero(dead)
+        listed = ", ".join(map(str, ids[:DEAD_LISTED])) + (f", … ({len(ids) - DEAD_LISTED} more)" if len(ids) > DEAD_LISTED else "")
+        assert row[3].startswith(f"{int(dead.sum())} (") and row[5] == (listed or "none")
     titles = [b.title for b in blocks if isinstance(b, Figure)]
     assert "conv2: top-9 examples of units 0–7" in titles and any(t.startswith("The reservoir sample") for t in titles)
     # the crops are the receptive fields of the stored positions: what see.topk(scan=) gives, read from the scan

@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 import os
 import platform
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -26,6 +28,7 @@ def test_without_the_pins_the_training_runs_in_a_child_that_has_them(unpinned):
     assert not pinned_here()
     assert train_pinned(os.getenv, "ONEDNN_MAX_CPU_ISA") == "AVX2"
     assert train_pinned(os.getenv, "ATEN_CPU_CAPABILITY") == "avx2"
+    assert train_pinned(os.getenv, "MKL_CBWR") == "AVX2,STRICT"
     assert train_pinned(os.getpid) != os.getpid()  # another process
     with torch_threads(1):  # cached_state trains on one thread: the child must too
         assert train_pinned(torch.get_num_threads) == 1
@@ -48,3 +51,23 @@ def test_a_function_the_child_cannot_import_is_refused(unpinned):
     with pytest.raises(TypeError, match="module-level function"):
         train_pinned(lambda: 1)
 
+
+
+_ROWS_ALONE = """
+import torch
+torch.manual_seed(0)
+lin = torch.nn.Linear(400, 120)
+x = torch.randn(64, 400)
+with torch.no_grad():
+    full = lin(x)
+    print(sum(not torch.equal(lin(x[i:i + n]), full[i:i + n]) for n in (1, 4, 16) for i in range(0, 64, n)))
+"""
+
+
+@pytest.mark.skipif(not x86, reason="only x86-64 has CPU kernels to pin")
+def test_on_the_pinned_kernels_a_row_multiplied_alone_gives_the_bits_it_gives_in_a_batch():
+    """MKL_CBWR=AVX2,STRICT is what makes a Linear batch-invariant (by default a Xeon with a 4 MiB L2 gave
+    other last bits for all 64 rows alone); the scans' merge and top-k tests compare bits across batches."""
+    done = subprocess.run([sys.executable, "-c", _ROWS_ALONE], env={**os.environ, **PINNED_ENV},
+                          capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "0", done.stdout

@@ -3,7 +3,8 @@
 Each built section is stored under ``OUT/.sections/<key>/``: its figures as image files and a
 ``manifest.json`` with its captions, tables, texts, build time and *identity* — the section key,
 the report options (quick, seed), the seethrough version, a hash of the section's source file
-and the identity of the zoo's weights (pinned SHA-256 and training recipes). A rerun reuses a
+and the identity of the zoo's weights (pinned SHA-256, training recipes and the CPU kernels they are trained
+and run on, ``seethrough.zoo.pinned``). A rerun reuses a
 stored section only when the whole identity matches. A section is written to a temporary
 folder and renamed into place once complete, so a half-written one is never reused; a section
 that failed is not stored at all.
@@ -38,9 +39,10 @@ def identity(sec: Section, *, quick: bool, seed: int) -> dict[str, Any]:
     ('model-card', True, ['efficientnet-lite0', 'lenet-digits'])
     """
     from .._version import __version__
+    from ..zoo.pinned import PINNED_ENV
 
     return {"format": _FORMAT, "section": sec.key, "quick": bool(quick), "seed": int(seed), "seethrough": __version__,
-            "code": _code_hash(sec.build), "models": _zoo_identity()}
+            "code": _code_hash(sec.build), "models": _zoo_identity(), "kernels": dict(PINNED_ENV)}
 
 
 def _code_hash(fn: Any) -> str:

@@ -22,6 +22,8 @@ from typing import Any, Callable
 
 import torch
 
+from .pinned import PINNED_ENV
+
 META_KEY = "__seethrough__"
 _FORMAT = 1
 
@@ -141,7 +143,8 @@ def save_checked(state: dict[str, torch.Tensor], path: Path, recipe: dict[str, A
     """
     if META_KEY in state:
         raise ValueError(f"a state dict must not have a key named {META_KEY!r}")
-    meta = {"format": _FORMAT, "recipe": recipe, "sha256": state_sha256(state)}
+    # the kernels it was trained on: a file trained before a pin was added is another model (zoo.pinned)
+    meta = {"format": _FORMAT, "recipe": recipe, "kernels": PINNED_ENV, "sha256": state_sha256(state)}
     save_atomic({**state, META_KEY: meta}, path)
 
 
@@ -168,6 +171,8 @@ def load_checked(path: Path, recipe: dict[str, Any]) -> tuple[dict[str, torch.Te
         return None, "it was written by another recipe"
     if not all(isinstance(v, torch.Tensor) for v in obj.values()) or state_sha256(obj) != meta.get("sha256"):
         return None, "its checksum does not match (the file is corrupt)"
+    if meta.get("kernels") != PINNED_ENV:
+        return None, "it was trained on other CPU kernels (by an older seethrough)"
     return obj, ""
 
 

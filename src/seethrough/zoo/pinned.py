@@ -4,8 +4,14 @@ Why: PyTorch picks its CPU kernels by instruction set at start-up (oneDNN's conv
 code). An AVX-512 machine sums in another order than an AVX2 one, and a few thousand optimiser steps
 amplify the last-bit differences: the lenet-digits trained on an AVX-512 machine was a different model
 (measured: six of the numbers the docs quote from it came out different), so what the docs say moved with
-the machine. Both choices are read once per process from environment variables, so the
-training runs in a fresh Python with ``ONEDNN_MAX_CPU_ISA=AVX2`` and ``ATEN_CPU_CAPABILITY=avx2`` (every
+the machine. MKL's matrix products (the ``Linear`` layers) are the third choice: by default MKL picks
+its code path and blocking by CPU and by the shape of the product, so on a Xeon with a 4 MiB L2 one
+row of a batch came out different when it was multiplied alone (measured: 64 of 64 rows of a 64×400
+by 400×120 product differ in the last bits; CI ran on that machine and seven docs numbers moved).
+``MKL_CBWR=AVX2,STRICT`` (conditional numerical reproducibility) fixes MKL's path and blocking: the
+same rows give the same bits on every AVX2 CPU and at every batch size (0 of 64 differ). All three
+choices are read once per process from environment variables, so the training runs in a fresh Python
+with ``ONEDNN_MAX_CPU_ISA=AVX2``, ``ATEN_CPU_CAPABILITY=avx2`` and ``MKL_CBWR=AVX2,STRICT`` (every
 x86-64 CPU the wheels support has AVX2) and hands its result back through a temporary file. A process
 already started with both pins (or not on x86-64, where there is nothing to pin) trains in place.
 """
@@ -23,7 +29,7 @@ from typing import Any, Callable
 import torch
 
 #: the environment every zoo training runs under on x86-64
-PINNED_ENV = {"ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2"}
+PINNED_ENV = {"ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "AVX2,STRICT"}
 
 _CHILD = """
 import importlib, sys, torch
