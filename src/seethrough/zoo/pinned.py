@@ -6,8 +6,8 @@ amplify the last-bit differences: the lenet-digits trained on an AVX-512 machine
 (measured: six of the numbers the docs quote from it came out different), so what the docs say moved with
 the machine. MKL's matrix products (the ``Linear`` layers) are the third choice: by default MKL picks
 its code path and blocking by CPU and by the shape of the product, so on a Xeon with a 4 MiB L2 one
-row of a batch came out different when it was multiplied alone (measured: 64 of 64 rows of a 64×400
-by 400×120 product differ in the last bits; CI ran on that machine and seven docs numbers moved).
+row of a batch came out different when it was multiplied alone (measured there: every row of a 64×400
+by 400×120 product differed in its last bits; CI ran on that machine and seven docs numbers moved).
 ``MKL_CBWR=AVX2,STRICT`` (conditional numerical reproducibility) fixes MKL's path and blocking: the
 same rows give the same bits on every AVX2 CPU and at every batch size (0 of 64 differ). All three
 choices are read once per process from environment variables, so the training runs in a fresh Python
