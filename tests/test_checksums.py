@@ -122,7 +122,7 @@ def test_an_intact_file_trained_before_a_kernel_pin_is_retrained(cache):
     obj = torch.load(dg._cache_path(), weights_only=True)
     assert obj[META_KEY]["kernels"] == PINNED_ENV
     old = {k: v for k, v in obj[META_KEY].items() if k != "kernels"}
-    torch.save({**obj, META_KEY: {**old}}, dg._cache_path())  # intact, right recipe, no record of its kernels
+    torch.save({**obj, META_KEY: old}, dg._cache_path())  # intact, right recipe, no record of its kernels
     with pytest.warns(CacheWarning, match="trained on other CPU kernels"):
         assert _same(lenet, dg.lenet_digits())
     assert calls == ["lenet", "lenet"]

@@ -40,7 +40,7 @@ def test_over_five_seeds_the_docs_state_how_often_soft_targets_beat_hard_labels_
     concepts, readme = _text("docs/concepts.md"), _text("README.md")
     assert f"the soft tree wins {wins} of 5 seeds, mean held-out accuracy {mean_soft:.1f} % against {mean_hard:.1f} %" \
         in concepts, (wins, mean_soft, mean_hard)
-    assert f"the gap runs from {min(gaps):.1f} to +{max(gaps):.1f} points".replace("-", "−") in concepts, gaps
+    assert f"the gap runs from {min(gaps):+.1f} to {max(gaps):+.1f} points".replace("-", "−") in concepts, gaps
     assert f"in {wins} of 5 seeds, mean {mean_soft:.1f} % against {mean_hard:.1f} % held out" in readme
     assert f"seed 0, gives {100 * soft.accuracy:.1f} % against {100 * hard.accuracy:.1f} %" in concepts
     assert f"# seed 0: {soft.accuracy:.3f}, {hard.accuracy:.3f}" in concepts

@@ -71,3 +71,13 @@ def test_on_the_pinned_kernels_a_row_multiplied_alone_gives_the_bits_it_gives_in
     done = subprocess.run([sys.executable, "-c", _ROWS_ALONE], env={**os.environ, **PINNED_ENV},
                           capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "0", done.stdout
+
+
+def test_make_pins_the_same_kernels_the_zoo_trains_on():
+    """The Makefile's PINNED (make test, make demo) and PINNED_ENV are two spellings of one setting: a pin
+    added to one only would train the zoo on other kernels than the tests and the report run on."""
+    from pathlib import Path
+
+    makefile = (Path(__file__).resolve().parents[1] / "Makefile").read_text()
+    line = next(ln for ln in makefile.splitlines() if ln.startswith("PINNED :="))
+    assert dict(kv.split("=", 1) for kv in line.split(":=", 1)[1].split()) == PINNED_ENV

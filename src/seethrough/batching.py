@@ -343,6 +343,17 @@ def bytes_per_item(x: torch.Tensor, mode: str = "forward") -> int:
     return per * (64 if mode == "forward" else 256)
 
 
+
+def grad_sizes(x: torch.Tensor) -> dict[str, int]:
+    """The sizes :func:`run_batched` takes for a gradient pass over items like ``x``: ``item_bytes`` counts the
+    backward (the memory cap), ``rule_bytes`` the forward (the no-probing rule sizes batches by the image).
+
+    >>> s = grad_sizes(torch.zeros(1, 3, 224, 224))
+    >>> s["item_bytes"] > s["rule_bytes"] == bytes_per_item(torch.zeros(1, 3, 224, 224))
+    True
+    """
+    return {"item_bytes": bytes_per_item(x, "grad"), "rule_bytes": bytes_per_item(x)}
+
 def as_batches(n: int, size: int) -> Sequence[tuple[int, int]]:
     """``[(0, size), (size, 2*size), …]`` covering ``range(n)``."""
     return [(s, min(s + size, n)) for s in range(0, n, size)]

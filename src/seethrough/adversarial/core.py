@@ -7,7 +7,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..batching import bytes_per_item, check_batch_size, model_key, run_batched
+from ..batching import check_batch_size, grad_sizes, model_key, run_batched
 from ..boundary import Boundary, as_boundary
 from ..hooks import hooks
 from ..inputs import check_images
@@ -175,8 +175,7 @@ def attack(
             return perturb(model, x[a:b], goal[a:b], target_idx is not None, start[a:b], step, steps, f"{method} step")
 
         x_adv, h_cls, h_prob, h_goal = run_batched(
-            run, len(x), batch_size=batch_size, item_bytes=bytes_per_item(x, "grad"),
-            rule_bytes=bytes_per_item(x), device=x.device,
+            run, len(x), batch_size=batch_size, **grad_sizes(x), device=x.device,
             key=model_key(model, x, "grad"), progress=progress, desc=f"{method} attack",
         )
         with torch.no_grad():
@@ -219,8 +218,7 @@ def _attack_rows(b: Boundary, x: torch.Tensor, method: str, target: Any, label: 
             return perturb(lambda z: b.forward(z, rows), x[a:c], goal[a:c], target_idx is not None, start[a:c], step,
                            steps, f"{method} step")
 
-        x_adv, h_cls, h_prob, h_goal = run_batched(run, len(x), batch_size=batch_size, item_bytes=bytes_per_item(x, "grad"),
-                                                   rule_bytes=bytes_per_item(x),
+        x_adv, h_cls, h_prob, h_goal = run_batched(run, len(x), batch_size=batch_size, **grad_sizes(x),
                                                    device=x.device,
                                                    key=model_key(b.model, x, "grad-tabular"), progress=progress,
                                                    desc=f"{method} attack")

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..batching import bytes_per_item, run_batched
+from ..batching import grad_sizes, run_batched
 from ..boundary import KINDS  # every gradient method serves every kind
 from ..hooks import hooks
 from ..runner import fast
@@ -196,8 +196,7 @@ def smoothgrad(model: nn.Module, x: torch.Tensor, target: Any = None, *, method:
             total_sq.index_add_(0, img, g * g)
 
         with fast(w.b.model, v, "grad", compile=_compilable(w, compile), n=n * s, batch_size=batch_size) as run:
-            run_batched(run.guard(noisy_grads), n * s, batch_size=run.batch_size, item_bytes=bytes_per_item(v, "grad"),
-                        rule_bytes=bytes_per_item(v),
+            run_batched(run.guard(noisy_grads), n * s, batch_size=run.batch_size, **grad_sizes(v),
                         device=v.device,
                         key=run.key, progress=progress, desc=method,
                         on_batch=accumulate)
@@ -354,8 +353,7 @@ def integrated_gradients(model: nn.Module, x: torch.Tensor, target: Any = None, 
             total.index_add_(0, torch.arange(start, stop, device=v.device) // s, g)
 
         with fast(w.b.model, v, "grad", compile=_compilable(w, compile), n=n * s, batch_size=batch_size) as run:
-            run_batched(run.guard(path_grads), n * s, batch_size=run.batch_size, item_bytes=bytes_per_item(v, "grad"),
-                        rule_bytes=bytes_per_item(v),
+            run_batched(run.guard(path_grads), n * s, batch_size=run.batch_size, **grad_sizes(v),
                         device=v.device,
                         key=run.key, progress=progress,
                         desc="integrated gradients", on_batch=accumulate)

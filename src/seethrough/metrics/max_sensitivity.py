@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from ..deprecation import renamed
-from ..batching import bytes_per_item, run_batched
+from ..batching import grad_sizes, run_batched
 from ..hooks import hooks
 from ..runner import fast
 from .explainer import Explainer, explain, fixed_target
@@ -67,8 +67,7 @@ def max_sensitivity(model: nn.Module, x: torch.Tensor, method: Explainer = "sali
 
     # the explanations of the perturbed batches run channels-last, the model converted in place and restored
     with hooks(model), fast(model, x, "grad") as run:
-        diff = run_batched(run.guard(fn), n * n_samples, batch_size=batch_size, item_bytes=bytes_per_item(x, "grad"),
-                           rule_bytes=bytes_per_item(x),
+        diff = run_batched(run.guard(fn), n * n_samples, batch_size=batch_size, **grad_sizes(x),
                            device=x.device, key=run.key, progress=progress, desc="max-sensitivity")
     worst = diff.view(n, n_samples).max(1).values
     values = torch.where(norm > 0, worst / norm.clamp_min(1e-300), torch.full_like(worst, float("nan")))

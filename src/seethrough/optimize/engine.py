@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..batching import bytes_per_item, check_batch_size, model_key, run_batched
+from ..batching import check_batch_size, grad_sizes, model_key, run_batched
 from ..hooks import hooks
 from ..results import ResultProtocol
 from ..progress import bar, report
@@ -180,6 +180,5 @@ def chunked(run: Callable[[int, int], tuple[torch.Tensor, torch.Tensor]], n: int
             mode: str, batch_size: int | str, desc: str, progress: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """Run ``run(start, stop) -> (x, trace)`` over ``n`` images in automatically sized chunks."""
     check_batch_size(batch_size)
-    return run_batched(run, n, batch_size=batch_size, item_bytes=bytes_per_item(like, "grad"),
-                       rule_bytes=bytes_per_item(like), device=like.device,
+    return run_batched(run, n, batch_size=batch_size, **grad_sizes(like), device=like.device,
                        key=model_key(model, like, mode), desc=desc, progress=progress)

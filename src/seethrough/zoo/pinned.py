@@ -8,12 +8,13 @@ the machine. MKL's matrix products (the ``Linear`` layers) are the third choice:
 its code path and blocking by CPU and by the shape of the product, so on a Xeon with a 4 MiB L2 one
 row of a batch came out different when it was multiplied alone (measured there: every row of a 64×400
 by 400×120 product differed in its last bits; CI ran on that machine and seven docs numbers moved).
-``MKL_CBWR=AVX2,STRICT`` (conditional numerical reproducibility) fixes MKL's path and blocking: the
-same rows give the same bits on every AVX2 CPU and at every batch size (0 of 64 differ). All three
+``MKL_CBWR=AVX2,STRICT`` (conditional numerical reproducibility) fixes MKL's path and blocking: MKL
+documents the same bits on every AVX2 CPU for it, and on that Xeon a row multiplied alone or in a batch
+then gave the same bits (0 of 64 differ; ``tests/test_zoo_pinned.py`` checks it). All three
 choices are read once per process from environment variables, so the training runs in a fresh Python
 with ``ONEDNN_MAX_CPU_ISA=AVX2``, ``ATEN_CPU_CAPABILITY=avx2`` and ``MKL_CBWR=AVX2,STRICT`` (every
 x86-64 CPU the wheels support has AVX2) and hands its result back through a temporary file. A process
-already started with both pins (or not on x86-64, where there is nothing to pin) trains in place.
+already started with all three pins (or not on x86-64, where there is nothing to pin) trains in place.
 """
 from __future__ import annotations
 
