@@ -1,6 +1,8 @@
 """Fixtures the attribution tests share: LeNet on six test digits, EfficientNet-Lite0 on two photos at 64×64."""
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 from torch import nn
@@ -25,6 +27,13 @@ def effnet():
     model, prep = see.zoo.load("efficientnet-lite0")
     x = torch.cat([prep(see.zoo.image("chelsea")), prep(see.zoo.image("coffee"))])
     return model, nn.functional.interpolate(x, size=64, mode="bilinear", antialias=True), torch.tensor([285, 967])
+
+
+def channels_last(model: nn.Module, x: torch.Tensor) -> tuple[nn.Module, torch.Tensor]:
+    """A channels-last copy of ``model`` and ``x``: the layout seethrough runs a conv model's passes in
+    (:func:`seethrough.runner.fast`). A peer run on them uses the same kernels, so it must agree with us to
+    float32 rounding; on the contiguous model the convolutions sum in another order (up to ~1e-5 apart)."""
+    return copy.deepcopy(model).to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
 
 
 class FunctionalReLU(nn.Module):

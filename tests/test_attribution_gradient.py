@@ -12,7 +12,7 @@ from seethrough.attribution.common import gaussian_blur, make_baseline
 from seethrough.attribution.gradient import ig_weights, integrated_gradients, smoothgrad
 from seethrough.testing import untouched
 
-from .attribution_fixtures import digits, effnet, lenet  # noqa: F401  (fixtures)
+from .attribution_fixtures import channels_last, digits, effnet, lenet  # noqa: F401  (fixtures)
 
 import captum.attr as captum_attr  # a test dependency: missing must fail, not skip
 warnings.filterwarnings("ignore", message="Input Tensor 0 did not already require gradients")
@@ -25,12 +25,14 @@ FAST = {"smoothgrad": {"n_samples": 4}, "smoothgrad-sq": {"n_samples": 4}, "varg
 
 def test_saliency_and_grad_x_input_equal_captum(lenet, effnet):
     for model, x, t in (lenet, effnet):
-        torch.testing.assert_close(see.attribute(model, x, "saliency", target=t),
-                                   captum_attr.Saliency(model).attribute(x, target=t), atol=1e-6, rtol=1e-5)
+        twin, x_cl = channels_last(model, x)  # the layout our single pass runs in: the same kernels as ours
+        ours = see.attribute(model, x, "saliency", target=t)
+        assert ours.is_contiguous()  # handed back in the input's layout
+        torch.testing.assert_close(ours, captum_attr.Saliency(twin).attribute(x_cl, target=t), atol=1e-6, rtol=1e-5)
         torch.testing.assert_close(see.attribute(model, x, "saliency", target=t, abs=False),
-                                   captum_attr.Saliency(model).attribute(x, target=t, abs=False), atol=1e-6, rtol=1e-5)
+                                   captum_attr.Saliency(twin).attribute(x_cl, target=t, abs=False), atol=1e-6, rtol=1e-5)
         torch.testing.assert_close(see.attribute(model, x, "grad-x-input", target=t),
-                                   captum_attr.InputXGradient(model).attribute(x, target=t), atol=1e-6, rtol=1e-5)
+                                   captum_attr.InputXGradient(twin).attribute(x_cl, target=t), atol=1e-6, rtol=1e-5)
 
 
 @pytest.mark.parametrize(("ours", "theirs"), [("gauss-legendre", "gausslegendre"), ("riemann-right", "riemann_right"),

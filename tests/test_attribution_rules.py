@@ -13,7 +13,7 @@ from seethrough.attribution.canonize import fold_batchnorm
 from seethrough.attribution.lrp import lrp_relevances
 from seethrough.testing import untouched
 
-from .attribution_fixtures import FunctionalReLU, digits, effnet, lenet  # noqa: F401  (fixtures)
+from .attribution_fixtures import FunctionalReLU, channels_last, digits, effnet, lenet  # noqa: F401  (fixtures)
 
 import captum.attr as captum_attr  # a test dependency: missing must fail, not skip
 warnings.filterwarnings("ignore", message=".*(did not already require gradients|Setting backward hooks|Setting forward, backward).*")
@@ -112,10 +112,10 @@ def test_guided_and_deconvnet_equal_captum(lenet, effnet):
     torch.testing.assert_close(see.attribute(model, x, "deconvnet", target=t),
                                captum_attr.Deconvolution(model).attribute(x, target=t), atol=1e-6, rtol=1e-5)
     model, x, t = effnet
-    twin = _captum_copy(model)
+    twin, x_cl = channels_last(_captum_copy(model), x)  # the layout our pass runs in: the same kernels
     for ours, theirs in (("guided-backprop", captum_attr.GuidedBackprop), ("deconvnet", captum_attr.Deconvolution)):
         a = see.attribute(model, x, ours, target=t)
-        torch.testing.assert_close(a, theirs(twin).attribute(x, target=t), atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(a, theirs(twin).attribute(x_cl, target=t), atol=1e-5, rtol=1e-4)
         # Captum on the original model ignores every ReLU6 and returns something else
         assert (theirs(model).attribute(x, target=t) - a).abs().max() > 0.1 * a.abs().max()
 

@@ -88,6 +88,18 @@ def test_a_forward_that_raises_mid_run_leaves_the_very_tensors(method, options):
     _same(before, _state(model))
 
 
+@pytest.mark.parametrize("method", ["saliency", "guided-backprop", "deeplift", "gradcam", "lrp"])
+def test_a_single_pass_that_raises_leaves_the_very_tensors(method):
+    """The single-pass methods convert the model in place too (FailsAtForward checks it was channels-last when
+    it raised): the failure propagates and every parameter and buffer is the tensor it was."""
+    model = FailsAtForward(fail_at=2 if method == "deeplift" else 1).train()  # DeepLIFT: its pass after the reference's
+    before = _state(model)
+    with untouched(model, allow_raise=RuntimeError):
+        see.attribute(model, torch.rand(2, 3, 6, 6), method, target=0)
+    assert model.calls == model.fail_at
+    _same(before, _state(model))
+
+
 def test_no_conv_or_no_image_batch_runs_as_given():
     lin = nn.Linear(4, 2)
     with fast(lin, torch.rand(3, 4)) as run:
@@ -122,7 +134,16 @@ CASES = {
     "smoothgrad": dict(n_samples=6),
     "integrated-gradients": dict(steps=6),
     "occlusion-layer": dict(layer="2"),
+    # the single-pass methods run their one pass channels-last too (attribution.where.gradient_at, cam._maps)
+    "saliency": dict(abs=False),
+    "grad-x-input": {},
+    "guided-backprop": {},
+    "deconvnet": {},
+    "deeplift": {},
+    "gradcam": dict(layer="3"),
+    "lrp": {},
 }
+SINGLE = ("saliency", "grad-x-input", "guided-backprop", "deconvnet", "deeplift", "gradcam", "lrp")
 
 
 @pytest.mark.parametrize("name", list(CASES))
@@ -135,13 +156,15 @@ def test_channels_last_equals_the_contiguous_path_in_float64(monkeypatch, name):
     original = runner.wants_channels_last
     monkeypatch.setattr(runner, "wants_channels_last", lambda m, v: seen.append(original(m, v)) or original(m, v))
     before = _state(net)
+    options = CASES[name] if name in SINGLE else {"progress": False, **CASES[name]}
     with untouched(net):
-        fast_way = see.attribute(net, x, method, target=1, progress=False, **CASES[name])
+        fast_way = see.attribute(net, x, method, target=1, **options)
     _same(before, _state(net))
     assert any(seen)  # the channels-last path ran
     monkeypatch.setattr(runner, "wants_channels_last", lambda m, v: False)
-    plain = see.attribute(net, x, method, target=1, progress=False, **CASES[name])
+    plain = see.attribute(net, x, method, target=1, **options)
     assert fast_way.dtype == torch.float64
+    assert fast_way.is_contiguous() or fast_way.dim() != 4  # handed back in the input's layout
     assert torch.allclose(fast_way, plain, rtol=1e-10, atol=1e-12)
 
 
@@ -171,16 +194,19 @@ class ViewsItsWeight(nn.Module):
         super().__init__()
         torch.manual_seed(1)
         self.conv = nn.Conv2d(2, 4, 3)
+        self.act = nn.ReLU()  # a module, so the rule methods (guided back-propagation, DeepLIFT) change its backward
         self.fc = nn.Linear(4, 2)
 
     def forward(self, x):
         flat = self.conv.weight.view(4, -1)  # needs the contiguous layout
         h = torch.nn.functional.conv2d(x, flat.view_as(self.conv.weight), self.conv.bias)
-        return self.fc(h.relu().mean((2, 3)))
+        return self.fc(self.act(h).mean((2, 3)))
 
 
-@pytest.mark.parametrize("method, options", [("occlusion", dict(window=4, stride=2)), ("smoothgrad", dict(n_samples=5)),
-                                             ("integrated-gradients", dict(steps=5))])
+@pytest.mark.parametrize("method, options", [("occlusion", dict(window=4, stride=2, progress=False)),
+                                             ("smoothgrad", dict(n_samples=5, progress=False)),
+                                             ("integrated-gradients", dict(steps=5, progress=False)),
+                                             ("saliency", {}), ("guided-backprop", {}), ("deeplift", {})])
 def test_a_model_that_breaks_in_channels_last_falls_back_to_contiguous(method, options):
     net = ViewsItsWeight().eval()
     x = torch.rand(2, 2, 8, 8, dtype=torch.float64)
@@ -191,15 +217,15 @@ def test_a_model_that_breaks_in_channels_last_falls_back_to_contiguous(method, o
     runner._NO_CHANNELS_LAST.pop(net, None)
     before = _state(net)
     with untouched(net):
-        got = see.attribute(net, x, method, target=0, progress=False, **options)
+        got = see.attribute(net, x, method, target=0, **options)
     _same(before, _state(net))
     assert net in runner._NO_CHANNELS_LAST  # remembered: the next call starts contiguous
-    again = see.attribute(net, x, method, target=0, progress=False, **options)
+    again = see.attribute(net, x, method, target=0, **options)
     assert torch.allclose(got, again, rtol=1e-12, atol=1e-14)
     # The reference: the same method on a model without the .view (same weights, same function).
     plain = nn.Sequential(copy.deepcopy(net.conv), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
                           copy.deepcopy(net.fc)).eval()
-    want = see.attribute(plain, x, method, target=0, progress=False, **options)
+    want = see.attribute(plain, x, method, target=0, **options)
     assert torch.allclose(got, want, rtol=1e-10, atol=1e-12)
 
 

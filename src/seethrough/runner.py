@@ -42,7 +42,7 @@ from torch import nn
 from .batching import ModelKey, bytes_per_item, default_batch_size, fingerprint, model_key
 from .progress import report
 
-__all__ = ["fast", "Run", "fingerprint", "wants_channels_last"]  # fingerprint: from batching, re-exported
+__all__ = ["fast", "Run", "fingerprint", "wants_channels_last", "as_layout_of"]  # fingerprint: from batching, re-exported
 
 MODES = ("forward", "grad")
 _NO_CHANNELS_LAST: "weakref.WeakKeyDictionary[nn.Module, bool]" = weakref.WeakKeyDictionary()
@@ -136,7 +136,7 @@ class Run:
 
 @contextmanager
 def fast(model: nn.Module, x: torch.Tensor, mode: str = "forward", *, compile: bool = False, n: int | None = None,
-         batch_size: int | str = "auto", key_mode: str | None = None) -> Iterator[Run]:
+         batch_size: int | str = "auto", key_mode: str | None = None, single: bool = False) -> Iterator[Run]:
     """Run many passes of ``model`` on batches like ``x`` in the fastest layout, the model restored exactly on exit.
 
     Call it inside :func:`seethrough.hooks.hooks` (eval mode, frozen parameters). ``mode`` is ``"forward"``
@@ -148,6 +148,8 @@ def fast(model: nn.Module, x: torch.Tensor, mode: str = "forward", *, compile: b
     :attr:`Run.key` is the ``key`` for ``run_batched``: :func:`~seethrough.batching.model_key` of the weights
     as found, taken before the conversion (the converted tensors' pointers are new on every call, so a key
     taken inside would never be remembered); ``key_mode`` names it when a method keeps its own sizes.
+    ``single=True``: one pass, not batched (the single-pass methods): no batch-size key is taken (``key`` is
+    None), saving a walk over every parameter (about 0.5 ms on EfficientNet-Lite0).
 
     >>> net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 36, 2)).eval()
     >>> x = torch.rand(5, 3, 8, 8)
@@ -171,7 +173,7 @@ def fast(model: nn.Module, x: torch.Tensor, mode: str = "forward", *, compile: b
     plain = model if isinstance(model, nn.Module) else None
     cl = plain is not None and wants_channels_last(plain, x)
     fp = fingerprint(plain, values=True) if compile and plain is not None else None
-    key = model_key(plain, x, key_mode or mode) if plain is not None else None
+    key = model_key(plain, x, key_mode or mode) if plain is not None and not single else None
     saved = _convert(plain) if cl else []
     run = Run(model, torch.channels_last if cl else torch.contiguous_format, mode, batch_size=batch_size, key=key,
               _original=plain, _saved=saved)
@@ -232,6 +234,16 @@ def inductor_options(freezing: bool) -> dict[str, Any]:
     if width is not None:
         opts["cpp.simdlen"] = width
     return opts
+
+
+def as_layout_of(t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """``t`` with the memory layout of ``like`` (a result computed channels-last handed back as the input was given).
+
+    >>> x = torch.rand(1, 3, 4, 4)
+    >>> as_layout_of(x.contiguous(memory_format=torch.channels_last), x).is_contiguous()
+    True
+    """
+    return t.contiguous(memory_format=_layout_of(like)) if t.dim() == 4 and like.dim() == 4 else t
 
 
 def _layout_of(x: torch.Tensor) -> torch.memory_format:

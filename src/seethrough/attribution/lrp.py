@@ -39,6 +39,7 @@ from ..boundary import Boundary
 from ..hooks import hooks
 from ..layers import resolve_layer
 from ..outputs import OUTPUT_HINT, select_output
+from ..runner import as_layout_of, fast
 from ..targets import method_score, target_indices, target_scores
 from .canonize import Fold, folds
 from .common import check_nonneg_float, reject_unknown
@@ -262,10 +263,11 @@ def lrp_relevances(model: nn.Module, x: torch.Tensor, target: Any = None, *, com
 
     # Weighted layers get their rule; every activation module passes its relevance through.
     counter = functional_counter(model)
-    with hooks(model, rules={(lambda n, m: m in table): rule, ACTIVATIONS: passthrough_rule}), torch.enable_grad():
-        xg = x.detach().requires_grad_(True)
+    with hooks(model, rules={(lambda n, m: m in table): rule, ACTIVATIONS: passthrough_rule}), torch.enable_grad(), \
+            fast(model, x, "grad", single=True) as run:
+        xg = run.input(x.detach()).requires_grad_(True)
         with counter:
-            out = model(xg)
+            out = run.guard(model)(xg)
         if score is None:  # a callable target: its score's gradient seeds the backward
             (g,) = torch.autograd.grad(target_scores(out, target).sum(), xg, allow_unused=True)
         else:
@@ -284,7 +286,7 @@ def lrp_relevances(model: nn.Module, x: torch.Tensor, target: Any = None, *, com
                       "layer listed before them; those run unfolded (their own ε rule)", RuntimeWarning, stacklevel=2)
     g = torch.zeros_like(x) if g is None else g
     attribution = inputs[-1] if inputs and inputs[-1].shape == x.shape else x * g
-    return attribution.detach(), sums
+    return as_layout_of(attribution.detach(), x), sums  # computed channels-last, handed back as x came
 
 
 @register("lrp", family="relevance", paper="Bach et al., 2015; Montavon et al., 2019", kinds=("image", "tabular", "tensor"),

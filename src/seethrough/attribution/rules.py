@@ -28,6 +28,7 @@ from torch.overrides import TorchFunctionMode
 
 from ..boundary import KINDS
 from ..hooks import GradRule, hooks
+from ..runner import fast
 from ..targets import method_score
 from .common import reject_unknown
 from ..deprecation import renamed
@@ -342,8 +343,11 @@ def deeplift(model: nn.Module, x: torch.Tensor, target: Any = None, **options: A
     with hooks(w.b.model):
         base = baseline_values(replace(w, layer=None), x, options.get("baseline"), options.get("blur_sigma"))
         v0 = values_of(w, base)
-        forward_at(w, v0, base, rules=record)  # the reference pass, without autograd
-        # x's pass: one forward and one backward, the class read from it
-        v, g, _ = gradient_at(w, x, target, score, rules=rules, counter=counter)
+        # The reference pass, without autograd, in the layout x's pass runs in (channels-last for a conv model;
+        # gradient_at's own fast() then finds the model converted already).
+        with fast(w.b.model, v0, "grad", single=True) as run:
+            run.guard(lambda: forward_at(w, run.input(v0), base, rules=record))()
+            # x's pass: one forward and one backward, the class read from it
+            v, g, _ = gradient_at(w, x, target, score, rules=rules, counter=counter)
     warn_functional("deeplift", counter.count)
     return (v - v0) * g
