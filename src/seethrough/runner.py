@@ -42,7 +42,7 @@ from torch import nn
 from .batching import ModelKey, bytes_per_item, default_batch_size, fingerprint, model_key
 from .progress import report
 
-__all__ = ["fast", "Run", "fingerprint", "wants_channels_last", "as_layout_of"]  # fingerprint: from batching, re-exported
+__all__ = ["fast", "Run", "fingerprint", "wants_channels_last", "as_layout_of", "once"]  # fingerprint: from batching, re-exported
 
 MODES = ("forward", "grad")
 _NO_CHANNELS_LAST: "weakref.WeakKeyDictionary[nn.Module, bool]" = weakref.WeakKeyDictionary()
@@ -148,8 +148,8 @@ def fast(model: nn.Module, x: torch.Tensor, mode: str = "forward", *, compile: b
     :attr:`Run.key` is the ``key`` for ``run_batched``: :func:`~seethrough.batching.model_key` of the weights
     as found, taken before the conversion (the converted tensors' pointers are new on every call, so a key
     taken inside would never be remembered); ``key_mode`` names it when a method keeps its own sizes.
-    ``single=True``: one pass, not batched (the single-pass methods): no batch-size key is taken (``key`` is
-    None), saving a walk over every parameter (about 0.5 ms on EfficientNet-Lite0).
+    ``single=True``: one pass, not batched (the single-pass methods, :func:`once`): no batch-size key is taken
+    (``key`` is None), saving a walk over every parameter.
 
     >>> net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 36, 2)).eval()
     >>> x = torch.rand(5, 3, 8, 8)
@@ -234,6 +234,21 @@ def inductor_options(freezing: bool) -> dict[str, Any]:
     if width is not None:
         opts["cpp.simdlen"] = width
     return opts
+
+
+def once(model: nn.Module, x: torch.Tensor, fn: Callable[[Run], Any], mode: str = "grad") -> Any:
+    """``fn(run)`` called once inside :func:`fast` (``single=True``) with the layout fallback: the one pass of a
+    single-pass method, channels-last where that helps, the model restored exactly on exit.
+
+    >>> net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten(), nn.Linear(4 * 36, 2)).eval()
+    >>> x = torch.rand(2, 3, 8, 8)
+    >>> with torch.no_grad():
+    ...     y = once(net, x, lambda run: run.model(run.input(x)), "forward")
+    >>> torch.allclose(y, net(x), atol=1e-6), net[0].weight.is_contiguous()
+    (True, True)
+    """
+    with fast(model, x, mode, single=True) as run:
+        return run.guard(lambda: fn(run))()
 
 
 def as_layout_of(t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:

@@ -31,7 +31,7 @@ from torch.nn import functional as F
 from ..boundary import as_boundary, token_mask
 from ..hooks import hooks
 from ..layers import resolve_layer
-from ..runner import fast
+from ..runner import once
 from ..targets import is_callable_target, method_score, target_indices
 from .masking import read_scores
 from .registry import register
@@ -128,7 +128,7 @@ def _maps(model: nn.Module, x: torch.Tensor, target: Any, layer: str | None, sco
     name = _default_layer(b.model) if layer is None else layer
     resolve_layer(b.model, name)  # a clear error for unknown names before any forward
 
-    def one_pass() -> tuple:
+    def one_pass(run) -> tuple:
         rec.clear()  # a retry after a layout fallback records afresh
         out = b.call(run.input(x.detach()))
         a = rec[name]
@@ -138,8 +138,8 @@ def _maps(model: nn.Module, x: torch.Tensor, target: Any, layer: str | None, sco
         return out, a, idx, g
 
     # channels-last like the gradient methods (seethrough.runner.fast): the forward dominates a CAM's cost
-    with hooks(b.model, capture=name) as rec, torch.enable_grad(), fast(b.model, x, "grad", single=True) as run:
-        out, a, idx, g = run.guard(one_pass)()
+    with hooks(b.model, capture=name) as rec, torch.enable_grad():
+        out, a, idx, g = once(b.model, x, one_pass)
     g = torch.zeros_like(a) if g is None else g
     maps, drop = position_maps(a.detach(), b.kind, x, name, cls_token)
     # the selected scores are needed for a class target (CAM's classifier row); a callable target read the

@@ -31,7 +31,7 @@ from torch import nn
 from ..boundary import Boundary, as_boundary, space_layer, space_values, token_mask, token_states
 from ..hooks import hooks, require_hooks
 from ..layers import resolve_layer
-from ..runner import as_layout_of, fast
+from ..runner import as_layout_of, once
 from ..targets import is_callable_target, target_indices, target_scores
 from .common import check_nonneg_float, make_baseline
 
@@ -233,7 +233,7 @@ def gradient_at(w: Where, x: torch.Tensor, target: Any, score: str | None, rules
         raise ValueError("unit= explains that unit's activation, not a class: leave target=None")
     v = values_of(w, x, rows) if v is None else v
 
-    def one_pass() -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    def one_pass(run) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         vg = run.input(v.detach()).requires_grad_(True)
         with counter if counter is not None else nullcontext():
             out, act = _forward(w, vg, x, rows, rules)
@@ -249,10 +249,10 @@ def gradient_at(w: Where, x: torch.Tensor, target: Any, score: str | None, rules
         return g, idx
 
     # The one pass runs channels-last like the many-pass methods (the model converted in place and restored,
-    # a layout error falling back to contiguous): 1.1-1.2x faster per image on EfficientNet-Lite0 at batch 1
-    # (benchmarks/run.py). The gradient is handed back in v's own layout.
-    with torch.enable_grad(), fast(w.b.model, v, "grad", single=True) as run:
-        g, idx = run.guard(one_pass)()
+    # a layout error falling back to contiguous): the faster layout at batch 1 on EfficientNet-Lite0 (README,
+    # "Speed"). The gradient is handed back in v's own layout.
+    with torch.enable_grad():
+        g, idx = once(w.b.model, v, one_pass)
     return v, (torch.zeros_like(v) if g is None else as_layout_of(g, v)), idx
 
 
